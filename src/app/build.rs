@@ -1,0 +1,100 @@
+//! Builds a [`Bridge`] from the settings, the routes file and the adapters.
+
+use super::deliver::{Bridge, Limits, Route};
+use super::password::PasswordProvider;
+use super::token::TokenManager;
+use crate::config::routes::{RouteAction, RoutesFile};
+use crate::config::{ConfigError, Settings};
+use crate::domain::Action;
+use crate::inbound::auth::Verifier;
+use crate::mapping::Filter;
+use crate::ports::{Clock, DeliveryStore, PanelApi, SecretSource, TokenStore};
+use std::sync::Arc;
+
+/// The adapters a bridge runs on.
+pub struct Adapters {
+    pub panel: Arc<dyn PanelApi>,
+    pub tokens: Arc<dyn TokenStore>,
+    pub deliveries: Arc<dyn DeliveryStore>,
+    pub secrets: Arc<dyn SecretSource>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Resolves each route's secrets, builds its verifier and compiles its filter. Every error
+/// names the route and the field.
+pub async fn build_routes(
+    file: &RoutesFile,
+    secrets: &dyn SecretSource,
+) -> Result<Vec<Route>, ConfigError> {
+    let mut routes = Vec::with_capacity(file.routes.len());
+    for r in &file.routes {
+        let mut values = Vec::new();
+        for reference in r.auth.secret_refs() {
+            let secret = secrets.fetch(reference).await.map_err(|e| {
+                ConfigError(format!(
+                    "route `{}`, field auth.secrets: cannot read `{reference}`: {e}",
+                    r.name
+                ))
+            })?;
+            values.push(secret.expose().to_string());
+        }
+        let verifier = Verifier::new(&r.auth, values)
+            .map_err(|e| ConfigError(format!("route `{}`: {e}", r.name)))?;
+        if verifier.is_none() {
+            tracing::warn!(
+                route = %r.name,
+                "route has auth scheme `none`: anyone who can reach it can post payouts"
+            );
+        }
+        let filter = match r.map.as_deref() {
+            None => Filter::identity(),
+            Some(src) => Filter::compile(src)
+                .map_err(|e| ConfigError(format!("route `{}`, field map: {e}", r.name)))?,
+        };
+        routes.push(Route {
+            name: r.name.clone(),
+            action: match r.action {
+                RouteAction::Create => Action::Create,
+                RouteAction::Cancel => Action::Cancel,
+            },
+            verifier,
+            filter,
+        });
+    }
+    Ok(routes)
+}
+
+/// The limits from the settings.
+pub fn limits(settings: &Settings) -> Limits {
+    Limits {
+        max_body_bytes: settings.max_body_bytes,
+        retention_secs: settings.retention_secs(),
+        in_progress_timeout_secs: settings.in_progress_timeout_secs,
+        batch_concurrency: settings.batch_concurrency,
+    }
+}
+
+/// Assembles the bridge. `password_ref` is where the panel password is read.
+pub fn bridge(
+    settings: &Settings,
+    routes: Vec<Route>,
+    adapters: Adapters,
+    password_ref: &str,
+) -> Bridge {
+    let password = PasswordProvider::new(adapters.secrets.clone(), password_ref);
+    let tokens = Arc::new(TokenManager::new(
+        adapters.panel.clone(),
+        adapters.tokens,
+        password,
+        adapters.clock.clone(),
+        settings.token.clone(),
+    ));
+    Bridge::new(
+        routes,
+        adapters.panel,
+        tokens,
+        adapters.deliveries,
+        adapters.clock,
+        limits(settings),
+    )
+}

@@ -1,0 +1,92 @@
+//! The application: one delivery in, one answer out. It knows the domain and the ports, and
+//! nothing of HTTP, Lambda or AWS; `crate::http` adapts it to axum (for `serve` and Lambda
+//! alike).
+
+pub mod build;
+pub mod deliver;
+pub mod password;
+pub mod token;
+
+pub use deliver::{Bridge, Limits};
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Request headers with lower-case names; repeated headers are joined with ", ".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(BTreeMap<String, String>);
+
+impl Headers {
+    pub fn new() -> Self {
+        Headers::default()
+    }
+
+    pub fn insert(&mut self, name: &str, value: &str) {
+        let name = name.to_ascii_lowercase();
+        match self.0.get_mut(&name) {
+            Some(existing) => {
+                existing.push_str(", ");
+                existing.push_str(value);
+            }
+            None => {
+                self.0.insert(name, value.to_string());
+            }
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+
+    pub fn as_map(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+}
+
+impl<'a> FromIterator<(&'a str, &'a str)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(iter: I) -> Self {
+        let mut h = Headers::new();
+        for (k, v) in iter {
+            h.insert(k, v);
+        }
+        h
+    }
+}
+
+/// One inbound webhook delivery, as received.
+#[derive(Debug, Clone)]
+pub struct Delivery<'a> {
+    /// The `{name}` of `POST /hooks/{name}`.
+    pub route: &'a str,
+    pub method: &'a str,
+    /// Path and query as received (signed by some senders).
+    pub uri: &'a str,
+    pub headers: &'a Headers,
+    pub body: &'a [u8],
+}
+
+/// The answer to a delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: Value) -> Self {
+        Reply {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn error(e: &crate::error::BridgeError) -> Self {
+        let mut reply = Reply::json(e.status(), e.body());
+        if let Some(secs) = e.kind.retry_after() {
+            reply.headers.push(("retry-after", secs.to_string()));
+        }
+        reply
+    }
+}

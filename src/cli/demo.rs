@@ -1,0 +1,100 @@
+//! `payout-bridge serve --demo`: the simulated panel in-process, in-memory stores, demo routes,
+//! and curl commands to try.
+
+use super::wiring::serve;
+use anyhow::Context;
+use async_trait::async_trait;
+use payout_bridge::app::build::{self, Adapters};
+use payout_bridge::config::routes::RoutesFile;
+use payout_bridge::config::Settings;
+use payout_bridge::panel::{PanelClient, PanelClientConfig};
+use payout_bridge::ports::{Secret, SecretSource, StoreError, SystemClock};
+use payout_bridge::sim::{self, SimConfig};
+use payout_bridge::store::memory::{MemoryDeliveryStore, MemoryTokenStore};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const DEMO_ROUTES: &str = include_str!("demo_routes.yaml");
+const DEMO_API_KEY: &str = "demo-key";
+
+/// Secrets held in memory, for the demo only.
+struct DemoSecrets(HashMap<String, String>);
+
+#[async_trait]
+impl SecretSource for DemoSecrets {
+    async fn fetch(&self, reference: &str) -> Result<Secret, StoreError> {
+        self.0
+            .get(reference)
+            .map(|v| Secret::new(v.clone()))
+            .ok_or_else(|| StoreError::NotFound(reference.to_string()))
+    }
+}
+
+pub async fn run(port: Option<u16>, host: &str) -> anyhow::Result<()> {
+    payout_bridge::telemetry::init_logs(false);
+    let settings = Settings::from_env()?;
+    let sim_config = SimConfig::default();
+    let password = sim_config.password.clone();
+    let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot start the simulated panel")?;
+    let sim = sim::spawn(sim_config, sim_listener)
+        .await
+        .context("cannot start the simulated panel")?;
+    let panel = PanelClient::new(&PanelClientConfig {
+        base_url: sim.url(),
+        connect_timeout: settings.panel_connect_timeout,
+        request_timeout: settings.panel_request_timeout,
+    })?;
+    let secrets: Arc<dyn SecretSource> = Arc::new(DemoSecrets(HashMap::from([
+        ("env:DEMO_API_KEY".to_string(), DEMO_API_KEY.to_string()),
+        ("demo:panel-password".to_string(), password),
+    ])));
+    let routes = RoutesFile::parse(DEMO_ROUTES, "demo routes")?;
+    let built = build::build_routes(&routes, secrets.as_ref()).await?;
+    let bridge = build::bridge(
+        &settings,
+        built,
+        Adapters {
+            panel: Arc::new(panel),
+            tokens: Arc::new(MemoryTokenStore::default()),
+            deliveries: Arc::new(MemoryDeliveryStore::default()),
+            secrets,
+            clock: Arc::new(SystemClock),
+        },
+        "demo:panel-password",
+    );
+    let sim_url = sim.url();
+    serve(
+        Arc::new(bridge),
+        host,
+        port.unwrap_or(settings.port),
+        move |addr| print_tryout(addr, &sim_url),
+    )
+    .await
+}
+
+fn print_tryout(addr: std::net::SocketAddr, sim_url: &str) {
+    let base = format!("http://{addr}");
+    println!(
+        r#"
+payout-bridge demo: simulated panel at {sim_url}, in-memory stores, routes `payouts` and `cancel`.
+
+Create a payout (201 with the panel's body; send it again: same answer, Idempotent-Replayed: true):
+
+  curl -i -X POST {base}/hooks/payouts \
+    -H 'Content-Type: application/json' -H 'X-Api-Key: {DEMO_API_KEY}' \
+    -d '{{"amount":"25.00","currency":"GBP","startDate":"2030-01-01 12:00:00","endDate":"2030-02-01 12:00:00","name":"Demo project","description":"Demo payout","userName":"ada","notification":false,"externalId":"demo-1"}}'
+
+Cancel it by your own id (200 {{"success":1}}):
+
+  curl -i -X POST {base}/hooks/cancel \
+    -H 'Content-Type: application/json' -H 'X-Api-Key: {DEMO_API_KEY}' \
+    -d '{{"externalIds":["demo-1"]}}'
+
+See the panel's side:  curl {sim_url}/sim/state
+Health:                curl {base}/health
+Stop with Ctrl-C.
+"#
+    );
+}

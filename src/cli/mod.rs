@@ -1,0 +1,110 @@
+//! The `payout-bridge` command line: `serve`, the Lambda entry, operator commands, and the
+//! tools for building routes (`check-config`, `map`).
+
+pub mod demo;
+pub mod operator;
+pub mod wiring;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// payout-bridge: webhooks from CRMs and payroll systems to payout-panel payouts, exactly once.
+#[derive(Debug, Parser)]
+#[command(name = "payout-bridge", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Serve the webhook routes over HTTP on PORT (default 3000).
+    Serve {
+        /// Run with a built-in simulated panel, in-memory stores and demo routes.
+        #[arg(long)]
+        demo: bool,
+        /// Port to listen on (overrides PORT).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Address to bind (default 127.0.0.1; use 0.0.0.0 in a container).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+    },
+    /// Run as the Lambda function (the default when AWS_LAMBDA_RUNTIME_API is set).
+    Lambda,
+    /// Check a routes file: syntax, schemes, filters and that every secret resolves.
+    CheckConfig {
+        /// The routes file (default: BRIDGE_CONFIG).
+        file: Option<PathBuf>,
+    },
+    /// Print the commands a payload maps to on a route, without verifying it or calling the panel.
+    Map {
+        /// Route name.
+        #[arg(long)]
+        route: String,
+        /// File with the payload (JSON, or a form body with --form).
+        #[arg(long)]
+        body: PathBuf,
+        /// The routes file (default: BRIDGE_CONFIG).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Treat the body as application/x-www-form-urlencoded.
+        #[arg(long)]
+        form: bool,
+        /// A header visible to the filter as $headers, as `Name: value` (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+    },
+    /// List deliveries whose outcome at the panel is unknown and need a person.
+    Pending {
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Settle a delivery whose outcome is unknown, after checking the panel by hand.
+    Resolve {
+        /// Route name.
+        #[arg(long)]
+        route: String,
+        /// Idempotency key, as `pending` prints it.
+        #[arg(long)]
+        key: String,
+        /// The payout exists at the panel with this id: later deliveries get it as their answer.
+        #[arg(long, conflicts_with = "not_created", required_unless_present = "not_created")]
+        payout_id: Option<u64>,
+        /// The payout does not exist at the panel: the next delivery creates it.
+        #[arg(long)]
+        not_created: bool,
+    },
+}
+
+/// Runs the command line; errors are printed by `main`.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    match cli.command {
+        None if in_lambda => wiring::run_lambda().await,
+        Some(Cmd::Lambda) => wiring::run_lambda().await,
+        None => {
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+            anyhow::bail!("no command given (try `payout-bridge serve --demo`)")
+        }
+        Some(Cmd::Serve { demo: true, port, host }) => demo::run(port, &host).await,
+        Some(Cmd::Serve { demo: false, port, host }) => wiring::run_serve(port, &host).await,
+        Some(Cmd::CheckConfig { file }) => operator::check_config(file).await,
+        Some(Cmd::Map {
+            route,
+            body,
+            config,
+            form,
+            headers,
+        }) => operator::map(&route, &body, config, form, &headers).await,
+        Some(Cmd::Pending { json }) => operator::pending(json).await,
+        Some(Cmd::Resolve {
+            route,
+            key,
+            payout_id,
+            not_created,
+        }) => operator::resolve(&route, &key, payout_id, not_created).await,
+    }
+}

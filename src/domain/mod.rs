@@ -1,0 +1,11 @@
+//! The domain: payout commands, their validation, and the idempotency rules. No AWS, HTTP or
+//! storage type appears here.
+
+pub mod amount;
+pub mod command;
+pub mod currency;
+pub mod date;
+pub mod idempotency;
+pub mod validation;
+
+pub use command::{Action, CancelPayouts, Command, CreatePayout, ValidationError};

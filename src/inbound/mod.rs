@@ -1,0 +1,3 @@
+//! Inbound webhooks: who may post to a route.
+
+pub mod auth;

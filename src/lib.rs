@@ -1,0 +1,31 @@
+//! payout-bridge: webhooks from CRMs and payroll systems to a payout panel's create and cancel
+//! calls, exactly once, on AWS Lambda or as a local server.
+//!
+//! Folders by concern:
+//! - [`domain`]: payout commands, validation, idempotency keys (no AWS, no HTTP);
+//! - [`ports`]: the traits the application needs (panel, stores, secrets, clock);
+//! - [`app`]: one delivery from verification to the panel and back; the token cache;
+//! - [`inbound`]: signature / key verification of inbound webhooks;
+//! - [`mapping`]: jq filters from a sender's payload to commands;
+//! - [`panel`]: the panel's HTTP client and outcome classification;
+//! - [`store`], [`secrets`], [`aws`]: memory and DynamoDB / Secrets Manager adapters;
+//! - [`http`]: the one axum router; [`lambda`]: the Lambda entry; [`wiring`]: adapters chosen
+//!   from the environment (the command line itself lives in the binary, `src/cli/`);
+//! - [`sim`]: the panel simulator; [`config`]: environment and routes file.
+
+pub mod app;
+pub mod aws;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod inbound;
+pub mod lambda;
+pub mod mapping;
+pub mod panel;
+pub mod ports;
+pub mod secrets;
+pub mod sim;
+pub mod store;
+pub mod telemetry;
+pub mod wiring;

@@ -1,0 +1,291 @@
+//! Exactly-once payouts and the shared panel token on DynamoDB and Secrets Manager (moto's
+//! server, through the real AWS SDK), with payout-bridge and the panel simulator as processes.
+//!
+//! Needs `AWS_ENDPOINT_URL` pointing at moto: run `scripts/test.sh`.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::process::Command;
+
+struct Aws {
+    table: String,
+    secret_id: String,
+    sm: aws_sdk_secretsmanager::Client,
+}
+
+async fn aws(password: &str) -> Aws {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        !endpoint.is_empty(),
+        "AWS_ENDPOINT_URL is not set: these tests run against moto's server; run scripts/test.sh"
+    );
+    let sdk = payout_bridge::aws::sdk_config().await;
+    let table = format!("bridge-test-{}", unique());
+    payout_bridge::store::dynamodb::create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
+        .await
+        .expect("create table");
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let secret_id = format!("panel-password-{}", unique());
+    sm.create_secret()
+        .name(&secret_id)
+        .secret_string(json!({ "apiKey": password }).to_string())
+        .send()
+        .await
+        .expect("create secret");
+    Aws {
+        table,
+        secret_id,
+        sm,
+    }
+}
+
+fn bridge_env(sim: &Proc, aws: &Aws, routes: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("PANEL_URL", sim.url.clone()),
+        ("PANEL_PASSWORD_SECRET_ID", aws.secret_id.clone()),
+        ("BRIDGE_TABLE", aws.table.clone()),
+        ("BRIDGE_CONFIG", routes.display().to_string()),
+        ("PAYOUTS_KEY", TEST_KEY.to_string()),
+        ("PANEL_REQUEST_TIMEOUT_MS", "2000".to_string()),
+        ("RUST_LOG", "warn".to_string()),
+    ]
+}
+
+fn bridge(sim: &Proc, aws: &Aws, routes: &std::path::Path) -> Proc {
+    spawn_listening(
+        env!("CARGO_BIN_EXE_payout-bridge"),
+        &["serve", "--port", "0"],
+        &bridge_env(sim, aws, routes),
+    )
+}
+
+fn operator(sim: &Proc, aws: &Aws, routes: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_payout-bridge"));
+    cmd.args(args).env_remove("AWS_LAMBDA_RUNTIME_API");
+    for (k, v) in bridge_env(sim, aws, routes) {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run payout-bridge");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+async fn post_keyed(url: &str, route: &str, body: &Value, key: Option<&str>) -> (u16, Value, bool) {
+    let mut req = client()
+        .post(format!("{url}/hooks/{route}"))
+        .header("x-api-key", TEST_KEY)
+        .json(body);
+    if let Some(k) = key {
+        req = req.header("idempotency-key", k);
+    }
+    let resp = req.send().await.expect("post");
+    let status = resp.status().as_u16();
+    let replayed = resp.headers().get("idempotent-replayed").is_some();
+    (status, resp.json().await.unwrap_or(Value::Null), replayed)
+}
+
+#[tokio::test]
+async fn fifty_concurrent_deliveries_of_one_event_make_one_payout() {
+    let sim = panel_sim(&[]);
+    let aws = aws("sim-password").await;
+    let routes = temp_file("routes.yaml", TEST_ROUTES);
+    let b = bridge(&sim, &aws, &routes);
+    let mut body = create_body("", "42.00");
+    body.as_object_mut().unwrap().remove("externalId");
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (url, body) = (b.url.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            post_keyed(&url, "payouts", &body, Some("evt-50")).await
+        }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    let mut created = 0;
+    for t in tasks {
+        let (status, v, _) = t.await.unwrap();
+        assert!(status == 201 || status == 409, "{status} {v}");
+        if status == 201 {
+            created += 1;
+            ids.insert(v["payments"][0]["id"].as_u64().unwrap());
+        } else {
+            assert_eq!(v["error"]["type"], "REQUEST_IN_PROGRESS");
+        }
+    }
+    assert!(created >= 1);
+    assert_eq!(ids.len(), 1, "every 201 names the same payout");
+    let state = sim_state(&sim).await;
+    assert_eq!(payouts(&state).len(), 1, "{state}");
+    // A late redelivery replays the stored answer.
+    let (status, v, replayed) = post_keyed(&b.url, "payouts", &body, Some("evt-50")).await;
+    assert_eq!((status, replayed), (201, true));
+    assert_eq!(v["payments"][0]["id"].as_u64(), ids.first().copied());
+    // Same key, different payout: refused.
+    let mut other = body.clone();
+    other["amount"] = json!("43.00");
+    let (status, v, _) = post_keyed(&b.url, "payouts", &other, Some("evt-50")).await;
+    assert_eq!((status, v["error"]["type"].as_str()), (422, Some("IDEMPOTENCY_KEY_REUSED")));
+    assert_eq!(payouts(&sim_state(&sim).await).len(), 1);
+}
+
+#[tokio::test]
+async fn distinct_events_each_sent_three_times_make_one_payout_each() {
+    let sim = panel_sim(&[]);
+    let aws = aws("sim-password").await;
+    let routes = temp_file("routes.yaml", TEST_ROUTES);
+    let b = bridge(&sim, &aws, &routes);
+    let mut tasks = Vec::new();
+    for _round in 0..3 {
+        for i in 0..20 {
+            let url = b.url.clone();
+            let body = create_body(&format!("evt-{i}"), "1.00");
+            tasks.push(tokio::spawn(async move { post_keyed(&url, "payouts", &body, None).await }));
+        }
+    }
+    for t in tasks {
+        let (status, v, _) = t.await.unwrap();
+        assert!(status == 201 || status == 409, "{status} {v}");
+    }
+    let state = sim_state(&sim).await;
+    assert_eq!(payouts(&state).len(), 20, "{state}");
+}
+
+#[tokio::test]
+async fn a_cold_start_reuses_the_shared_token_and_a_revoked_token_costs_one_authenticate() {
+    let sim = panel_sim(&[]);
+    let aws = aws("sim-password").await;
+    let routes = temp_file("routes.yaml", TEST_ROUTES);
+    let first = bridge(&sim, &aws, &routes);
+    let (s, _, _) = post_keyed(&first.url, "payouts", &create_body("c-1", "1.00"), None).await;
+    assert_eq!(s, 201);
+    assert_eq!(counter(&sim_state(&sim).await, "authenticate"), 1);
+
+    let second = bridge(&sim, &aws, &routes);
+    let (s, _, _) = post_keyed(&second.url, "payouts", &create_body("c-2", "1.00"), None).await;
+    assert_eq!(s, 201);
+    assert_eq!(counter(&sim_state(&sim).await, "authenticate"), 1, "cold start read the token from DynamoDB");
+
+    sim_post(&sim, "/sim/revoke-tokens", json!({})).await;
+    let (s, _, _) = post_keyed(&second.url, "payouts", &create_body("c-3", "1.00"), None).await;
+    assert_eq!(s, 201);
+    assert_eq!(counter(&sim_state(&sim).await, "authenticate"), 2);
+    // The first instance still holds the revoked token: its 401 must not throw away the new
+    // shared token, and it picks that one up instead of authenticating again.
+    let (s, _, _) = post_keyed(&first.url, "payouts", &create_body("c-4", "1.00"), None).await;
+    assert_eq!(s, 201);
+    let state = sim_state(&sim).await;
+    assert_eq!(counter(&state, "authenticate"), 2, "{state}");
+    assert_eq!(payouts(&state).len(), 4);
+}
+
+#[tokio::test]
+async fn a_rotated_password_is_picked_up_without_restart() {
+    let sim = panel_sim(&[]);
+    let aws = aws("sim-password").await;
+    let routes = temp_file("routes.yaml", TEST_ROUTES);
+    let b = bridge(&sim, &aws, &routes);
+    let (s, _, _) = post_keyed(&b.url, "payouts", &create_body("r-1", "1.00"), None).await;
+    assert_eq!(s, 201);
+    // Rotate: the panel takes a new password, the secret gets it, old tokens die.
+    sim_post(&sim, "/sim/password", json!({"password": "rotated-password"})).await;
+    aws.sm
+        .put_secret_value()
+        .secret_id(&aws.secret_id)
+        .secret_string("rotated-password")
+        .send()
+        .await
+        .expect("rotate secret");
+    sim_post(&sim, "/sim/revoke-tokens", json!({})).await;
+    let (s, v, _) = post_keyed(&b.url, "payouts", &create_body("r-2", "1.00"), None).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(payouts(&sim_state(&sim).await).len(), 2);
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_is_held_listed_and_resolved() {
+    let sim = panel_sim(&[]);
+    let aws = aws("sim-password").await;
+    let routes = temp_file("routes.yaml", TEST_ROUTES);
+    let b = bridge(&sim, &aws, &routes);
+    let (s, _, _) = post_keyed(&b.url, "payouts", &create_body("warm", "1.00"), None).await;
+    assert_eq!(s, 201);
+
+    sim_post(&sim, "/sim/faults", json!({"drop_after_next": 1, "only_path": "/api/payment/create"})).await;
+    let body = create_body("u-1", "7.00");
+    let (s, v, _) = post_keyed(&b.url, "payouts", &body, None).await;
+    assert_eq!((s, v["error"]["type"].as_str()), (504, Some("PANEL_OUTCOME_UNKNOWN")));
+    let (s, _, _) = post_keyed(&b.url, "payouts", &body, None).await;
+    assert_eq!(s, 504, "redelivery is not re-sent");
+    let state = sim_state(&sim).await;
+    assert_eq!(counter(&state, "create"), 2, "{state}");
+    let payout_id = payouts(&state)
+        .iter()
+        .map(|p| p["id"].as_u64().unwrap())
+        .max()
+        .unwrap();
+
+    let (ok, out) = operator(&sim, &aws, &routes, &["pending"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("ext:u-1"), "{out}");
+    let (ok, out) = operator(
+        &sim,
+        &aws,
+        &routes,
+        &["resolve", "--route", "payouts", "--key", "ext:u-1", "--payout-id", &payout_id.to_string()],
+    );
+    assert!(ok, "{out}");
+    let (s, v, replayed) = post_keyed(&b.url, "payouts", &body, None).await;
+    assert_eq!((s, replayed), (201, true), "{v}");
+    assert_eq!(v["payments"][0]["id"].as_u64(), Some(payout_id));
+    let (ok, out) = operator(&sim, &aws, &routes, &["pending"]);
+    assert!(ok && !out.contains("ext:u-1"), "{out}");
+    // And the resolved payout can be cancelled by its externalId.
+    let (s, v, _) = post_keyed(&b.url, "cancel", &json!({"externalIds": ["u-1"]}), None).await;
+    assert_eq!((s, v), (200, json!({"success": 1})));
+
+    // The other way: the operator finds nothing at the panel; the next delivery creates it.
+    sim_post(&sim, "/sim/faults", json!({"drop_before_next": 1, "only_path": "/api/payment/create"})).await;
+    let body = create_body("u-2", "8.00");
+    let (s, _, _) = post_keyed(&b.url, "payouts", &body, None).await;
+    assert_eq!(s, 504);
+    let (ok, out) = operator(&sim, &aws, &routes, &["resolve", "--route", "payouts", "--key", "ext:u-2", "--not-created"]);
+    assert!(ok, "{out}");
+    let (s, v, replayed) = post_keyed(&b.url, "payouts", &body, None).await;
+    assert_eq!((s, replayed), (201, false), "{v}");
+    assert_eq!(counter(&sim_state(&sim).await, "create"), 4);
+}
+
+#[tokio::test]
+async fn cancel_by_external_ids_cancels_the_right_payouts_and_reports_unknown_ones() {
+    let sim = panel_sim(&[]);
+    let aws = aws("sim-password").await;
+    let routes = temp_file("routes.yaml", TEST_ROUTES);
+    let b = bridge(&sim, &aws, &routes);
+    let mut ids = Vec::new();
+    for ext in ["x-a", "x-b", "x-c"] {
+        let (s, v, _) = post_keyed(&b.url, "payouts", &create_body(ext, "2.00"), None).await;
+        assert_eq!(s, 201);
+        ids.push(v["payments"][0]["id"].as_u64().unwrap());
+    }
+    let (s, v, _) = post_keyed(&b.url, "cancel", &json!({"externalIds": ["x-a", "x-c", "nope"]}), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v, json!({"success": 2, "unknownExternalIds": ["nope"]}));
+    let state = sim_state(&sim).await;
+    let status_of = |id: u64| {
+        payouts(&state)
+            .into_iter()
+            .find(|p| p["id"].as_u64() == Some(id))
+            .map(|p| p["status"].as_str().unwrap_or_default().to_string())
+            .unwrap()
+    };
+    assert_eq!(status_of(ids[0]), "CANCELLED");
+    assert_ne!(status_of(ids[1]), "CANCELLED");
+    assert_eq!(status_of(ids[2]), "CANCELLED");
+}

@@ -1,0 +1,274 @@
+//! Shared test helpers: the panel simulator and payout-bridge as real processes, on loopback.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `bin` with `args` and `envs`, waits (bounded) for a stdout line containing
+/// "listening on http://", and returns the URL it printed.
+pub fn spawn_listening(bin: &str, args: &[&str], envs: &[(&str, String)]) -> Proc {
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .env_remove("AWS_LAMBDA_RUNTIME_API");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if !sent {
+                if let Some(pos) = line.find("listening on http://") {
+                    let url = line[pos + "listening on ".len()..].trim().to_string();
+                    let _ = tx.send(url);
+                    sent = true;
+                }
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(url) => Proc { child, url },
+        Err(_) => {
+            let _ = child.kill();
+            panic!("{bin} did not report its address within 60 s");
+        }
+    }
+}
+
+/// The panel simulator as an external process, like a real panel.
+pub fn panel_sim(extra: &[&str]) -> Proc {
+    let mut args = vec!["--password", "sim-password"];
+    args.extend_from_slice(extra);
+    spawn_listening(env!("CARGO_BIN_EXE_panel-sim"), &args, &[])
+}
+
+/// A blocking-free HTTP client for tests.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+pub async fn sim_state(sim: &Proc) -> Value {
+    client()
+        .get(format!("{}/sim/state", sim.url))
+        .send()
+        .await
+        .expect("sim state")
+        .json()
+        .await
+        .expect("sim state json")
+}
+
+pub async fn sim_post(sim: &Proc, path: &str, body: Value) {
+    let resp = client()
+        .post(format!("{}{}", sim.url, path))
+        .json(&body)
+        .send()
+        .await
+        .expect("sim control");
+    assert!(resp.status().is_success(), "sim control {path}: {}", resp.status());
+}
+
+/// Number of payouts at the panel with the given status (None = any).
+pub fn payouts(state: &Value) -> Vec<Value> {
+    state["payments"].as_array().cloned().unwrap_or_default()
+}
+
+pub fn counter(state: &Value, name: &str) -> u64 {
+    state["counters"][name].as_u64().unwrap_or(0)
+}
+
+/// A valid canonical create command.
+pub fn create_body(external_id: &str, amount: &str) -> Value {
+    json!({
+        "amount": amount,
+        "currency": "GBP",
+        "startDate": "2030-01-01 12:00:00",
+        "endDate": "2030-02-01 12:00:00",
+        "name": "Test project",
+        "description": "Test payout",
+        "userName": "ada",
+        "notification": false,
+        "externalId": external_id,
+    })
+}
+
+/// Writes `text` to a fresh temporary file and returns its path.
+pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "payout-bridge-test-{}-{}",
+        std::process::id(),
+        unique()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("temp file");
+    path
+}
+
+pub fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}{}",
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// An in-process bridge on a loopback port, with in-memory stores, talking to a real panel.
+
+use async_trait::async_trait;
+use payout_bridge::app::build::{self, Adapters};
+use payout_bridge::app::Bridge;
+use payout_bridge::config::routes::RoutesFile;
+use payout_bridge::config::Settings;
+use payout_bridge::panel::{PanelClient, PanelClientConfig};
+use payout_bridge::ports::{
+    DeliveryStore, PanelApi, Secret, SecretSource, StoreError, SystemClock, TokenStore,
+};
+use payout_bridge::store::memory::{MemoryDeliveryStore, MemoryTokenStore};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Secrets from a map (tests only).
+pub struct MapSecrets(pub HashMap<String, String>);
+
+#[async_trait]
+impl SecretSource for MapSecrets {
+    async fn fetch(&self, reference: &str) -> Result<Secret, StoreError> {
+        self.0
+            .get(reference)
+            .map(|v| Secret::new(v.clone()))
+            .ok_or_else(|| StoreError::NotFound(reference.to_string()))
+    }
+}
+
+pub const TEST_KEY: &str = "test-api-key";
+
+pub const TEST_ROUTES: &str = r#"
+routes:
+  - name: payouts
+    action: create
+    auth:
+      scheme: api-key
+      secrets: [env:PAYOUTS_KEY]
+  - name: cancel
+    action: cancel
+    auth:
+      scheme: api-key
+      secrets: [env:PAYOUTS_KEY]
+"#;
+
+/// A running in-process bridge.
+pub struct TestBridge {
+    pub url: String,
+    pub bridge: Arc<Bridge>,
+    pub deliveries: Arc<dyn DeliveryStore>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestBridge {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Settings from pairs, over the defaults.
+pub fn settings(vars: &[(&str, &str)]) -> Settings {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Settings::from_lookup(&move |k| map.get(k).cloned()).expect("settings")
+}
+
+/// Starts a bridge on `routes` against `panel_url` with `password`, in-memory stores.
+pub async fn start_bridge(panel_url: &str, password: &str, routes: &str, vars: &[(&str, &str)]) -> TestBridge {
+    let panel: Arc<dyn PanelApi> = Arc::new(
+        PanelClient::new(&PanelClientConfig {
+            base_url: panel_url.to_string(),
+            connect_timeout: Duration::from_millis(500),
+            request_timeout: Duration::from_millis(1500),
+        })
+        .expect("panel client"),
+    );
+    start_bridge_with(panel, password, routes, vars).await
+}
+
+/// Same, with any panel adapter.
+pub async fn start_bridge_with(
+    panel: Arc<dyn PanelApi>,
+    password: &str,
+    routes: &str,
+    vars: &[(&str, &str)],
+) -> TestBridge {
+    let settings = settings(vars);
+    let secrets: Arc<dyn SecretSource> = Arc::new(MapSecrets(HashMap::from([
+        ("env:PAYOUTS_KEY".to_string(), TEST_KEY.to_string()),
+        ("test:panel-password".to_string(), password.to_string()),
+    ])));
+    let file = RoutesFile::parse(routes, "test routes").expect("routes");
+    let built = build::build_routes(&file, secrets.as_ref()).await.expect("build routes");
+    let deliveries: Arc<dyn DeliveryStore> = Arc::new(MemoryDeliveryStore::default());
+    let tokens: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::default());
+    let bridge = Arc::new(build::bridge(
+        &settings,
+        built,
+        Adapters {
+            panel,
+            tokens,
+            deliveries: deliveries.clone(),
+            secrets,
+            clock: Arc::new(SystemClock),
+        },
+        "test:panel-password",
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let router = payout_bridge::http::router(bridge.clone());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    TestBridge {
+        url: format!("http://{addr}"),
+        bridge,
+        deliveries,
+        task,
+    }
+}
+
+/// POSTs JSON to a route with the test key.
+pub async fn post_hook(url: &str, route: &str, body: &Value) -> reqwest::Response {
+    client()
+        .post(format!("{url}/hooks/{route}"))
+        .header("x-api-key", TEST_KEY)
+        .json(body)
+        .send()
+        .await
+        .expect("post")
+}
