@@ -105,10 +105,24 @@ mod tests {
 
     #[test]
     fn emf_document_shape() {
-        let v = emf_line("PayoutsCreated", 1.0, &[("Route", "payouts")], 1_700_000_000_000);
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "PayoutBridge");
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0], "Route");
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "PayoutsCreated");
+        let v = emf_line(
+            "PayoutsCreated",
+            1.0,
+            &[("Route", "payouts")],
+            1_700_000_000_000,
+        );
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "PayoutBridge"
+        );
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0],
+            "Route"
+        );
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
+            "PayoutsCreated"
+        );
         assert_eq!(v["Route"], "payouts");
         assert_eq!(v["PayoutsCreated"], 1.0);
     }

@@ -108,19 +108,21 @@ pub async fn bridge(settings: &Settings, mode: Mode) -> Result<Bridge, ConfigErr
     } else {
         None
     };
-    let (tokens, deliveries): (Arc<dyn TokenStore>, Arc<dyn DeliveryStore>) =
-        match (&settings.table, &sdk) {
-            (Some(table), Some(sdk)) => dynamo_stores(sdk, table),
-            _ => {
-                tracing::warn!(
+    let (tokens, deliveries): (Arc<dyn TokenStore>, Arc<dyn DeliveryStore>) = match (
+        &settings.table,
+        &sdk,
+    ) {
+        (Some(table), Some(sdk)) => dynamo_stores(sdk, table),
+        _ => {
+            tracing::warn!(
                     "BRIDGE_TABLE is not set: using in-memory stores (records are lost at exit and not shared between instances)"
                 );
-                (
-                    Arc::new(MemoryTokenStore::default()),
-                    Arc::new(MemoryDeliveryStore::default()),
-                )
-            }
-        };
+            (
+                Arc::new(MemoryTokenStore::default()),
+                Arc::new(MemoryDeliveryStore::default()),
+            )
+        }
+    };
     let secrets = secret_source(sdk.as_ref());
     let built = build::build_routes(&routes, secrets.as_ref()).await?;
     Ok(build::bridge(
@@ -141,7 +143,9 @@ pub async fn bridge(settings: &Settings, mode: Mode) -> Result<Bridge, ConfigErr
 /// in-memory records live in the serving process.
 pub async fn operator_store(settings: &Settings) -> Result<Arc<dyn DeliveryStore>, ConfigError> {
     let table = settings.table.as_ref().ok_or_else(|| {
-        ConfigError("BRIDGE_TABLE is not set: `pending` and `resolve` read the DynamoDB table".into())
+        ConfigError(
+            "BRIDGE_TABLE is not set: `pending` and `resolve` read the DynamoDB table".into(),
+        )
     })?;
     let sdk = crate::aws::sdk_config().await;
     Ok(dynamo_stores(&sdk, table).1)

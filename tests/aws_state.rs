@@ -131,7 +131,10 @@ async fn fifty_concurrent_deliveries_of_one_event_make_one_payout() {
     let mut other = body.clone();
     other["amount"] = json!("43.00");
     let (status, v, _) = post_keyed(&b.url, "payouts", &other, Some("evt-50")).await;
-    assert_eq!((status, v["error"]["type"].as_str()), (422, Some("IDEMPOTENCY_KEY_REUSED")));
+    assert_eq!(
+        (status, v["error"]["type"].as_str()),
+        (422, Some("IDEMPOTENCY_KEY_REUSED"))
+    );
     assert_eq!(payouts(&sim_state(&sim).await).len(), 1);
 }
 
@@ -146,7 +149,9 @@ async fn distinct_events_each_sent_three_times_make_one_payout_each() {
         for i in 0..20 {
             let url = b.url.clone();
             let body = create_body(&format!("evt-{i}"), "1.00");
-            tasks.push(tokio::spawn(async move { post_keyed(&url, "payouts", &body, None).await }));
+            tasks.push(tokio::spawn(async move {
+                post_keyed(&url, "payouts", &body, None).await
+            }));
         }
     }
     for t in tasks {
@@ -170,7 +175,11 @@ async fn a_cold_start_reuses_the_shared_token_and_a_revoked_token_costs_one_auth
     let second = bridge(&sim, &aws, &routes);
     let (s, _, _) = post_keyed(&second.url, "payouts", &create_body("c-2", "1.00"), None).await;
     assert_eq!(s, 201);
-    assert_eq!(counter(&sim_state(&sim).await, "authenticate"), 1, "cold start read the token from DynamoDB");
+    assert_eq!(
+        counter(&sim_state(&sim).await, "authenticate"),
+        1,
+        "cold start read the token from DynamoDB"
+    );
 
     sim_post(&sim, "/sim/revoke-tokens", json!({})).await;
     let (s, _, _) = post_keyed(&second.url, "payouts", &create_body("c-3", "1.00"), None).await;
@@ -194,7 +203,12 @@ async fn a_rotated_password_is_picked_up_without_restart() {
     let (s, _, _) = post_keyed(&b.url, "payouts", &create_body("r-1", "1.00"), None).await;
     assert_eq!(s, 201);
     // Rotate: the panel takes a new password, the secret gets it, old tokens die.
-    sim_post(&sim, "/sim/password", json!({"password": "rotated-password"})).await;
+    sim_post(
+        &sim,
+        "/sim/password",
+        json!({"password": "rotated-password"}),
+    )
+    .await;
     aws.sm
         .put_secret_value()
         .secret_id(&aws.secret_id)
@@ -217,10 +231,18 @@ async fn an_unknown_outcome_is_held_listed_and_resolved() {
     let (s, _, _) = post_keyed(&b.url, "payouts", &create_body("warm", "1.00"), None).await;
     assert_eq!(s, 201);
 
-    sim_post(&sim, "/sim/faults", json!({"drop_after_next": 1, "only_path": "/api/payment/create"})).await;
+    sim_post(
+        &sim,
+        "/sim/faults",
+        json!({"drop_after_next": 1, "only_path": "/api/payment/create"}),
+    )
+    .await;
     let body = create_body("u-1", "7.00");
     let (s, v, _) = post_keyed(&b.url, "payouts", &body, None).await;
-    assert_eq!((s, v["error"]["type"].as_str()), (504, Some("PANEL_OUTCOME_UNKNOWN")));
+    assert_eq!(
+        (s, v["error"]["type"].as_str()),
+        (504, Some("PANEL_OUTCOME_UNKNOWN"))
+    );
     let (s, _, _) = post_keyed(&b.url, "payouts", &body, None).await;
     assert_eq!(s, 504, "redelivery is not re-sent");
     let state = sim_state(&sim).await;
@@ -238,7 +260,15 @@ async fn an_unknown_outcome_is_held_listed_and_resolved() {
         &sim,
         &aws,
         &routes,
-        &["resolve", "--route", "payouts", "--key", "ext:u-1", "--payout-id", &payout_id.to_string()],
+        &[
+            "resolve",
+            "--route",
+            "payouts",
+            "--key",
+            "ext:u-1",
+            "--payout-id",
+            &payout_id.to_string(),
+        ],
     );
     assert!(ok, "{out}");
     let (s, v, replayed) = post_keyed(&b.url, "payouts", &body, None).await;
@@ -251,11 +281,28 @@ async fn an_unknown_outcome_is_held_listed_and_resolved() {
     assert_eq!((s, v), (200, json!({"success": 1})));
 
     // The other way: the operator finds nothing at the panel; the next delivery creates it.
-    sim_post(&sim, "/sim/faults", json!({"drop_before_next": 1, "only_path": "/api/payment/create"})).await;
+    sim_post(
+        &sim,
+        "/sim/faults",
+        json!({"drop_before_next": 1, "only_path": "/api/payment/create"}),
+    )
+    .await;
     let body = create_body("u-2", "8.00");
     let (s, _, _) = post_keyed(&b.url, "payouts", &body, None).await;
     assert_eq!(s, 504);
-    let (ok, out) = operator(&sim, &aws, &routes, &["resolve", "--route", "payouts", "--key", "ext:u-2", "--not-created"]);
+    let (ok, out) = operator(
+        &sim,
+        &aws,
+        &routes,
+        &[
+            "resolve",
+            "--route",
+            "payouts",
+            "--key",
+            "ext:u-2",
+            "--not-created",
+        ],
+    );
     assert!(ok, "{out}");
     let (s, v, replayed) = post_keyed(&b.url, "payouts", &body, None).await;
     assert_eq!((s, replayed), (201, false), "{v}");
@@ -274,7 +321,13 @@ async fn cancel_by_external_ids_cancels_the_right_payouts_and_reports_unknown_on
         assert_eq!(s, 201);
         ids.push(v["payments"][0]["id"].as_u64().unwrap());
     }
-    let (s, v, _) = post_keyed(&b.url, "cancel", &json!({"externalIds": ["x-a", "x-c", "nope"]}), None).await;
+    let (s, v, _) = post_keyed(
+        &b.url,
+        "cancel",
+        &json!({"externalIds": ["x-a", "x-c", "nope"]}),
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(v, json!({"success": 2, "unknownExternalIds": ["nope"]}));
     let state = sim_state(&sim).await;

@@ -38,7 +38,9 @@ async fn done_rejected_and_token_refused() {
     let sim = panel_sim(&[]);
     let p = panel(&sim.url);
     let t = token(&p).await;
-    assert!(matches!(p.create(&t, &panel_body(1.5)).await, PanelOutcome::Done(v) if v["payments"][0]["id"].is_u64()));
+    assert!(
+        matches!(p.create(&t, &panel_body(1.5)).await, PanelOutcome::Done(v) if v["payments"][0]["id"].is_u64())
+    );
     assert!(matches!(
         p.authenticate(&Secret::new("wrong")).await,
         PanelOutcome::Rejected { kind, .. } if kind == "INVALID_PARAMS"
@@ -49,7 +51,12 @@ async fn done_rejected_and_token_refused() {
     );
     // An error body with HTTP 200 is still a rejection.
     sim_post(&sim, "/sim/faults", json!({"errors_with_status_200": true})).await;
-    sim_post(&sim, "/sim/funds", json!({"currency": "GBP", "amount": "0"})).await;
+    sim_post(
+        &sim,
+        "/sim/funds",
+        json!({"currency": "GBP", "amount": "0"}),
+    )
+    .await;
     assert!(matches!(
         p.create(&t, &panel_body(5.0)).await,
         PanelOutcome::Rejected { kind, .. } if kind == "INSUFFICIENT_FUNDS"
@@ -63,7 +70,10 @@ async fn nothing_listening_is_not_sent() {
         l.local_addr().unwrap().port()
     };
     let p = panel(&format!("http://127.0.0.1:{port}"));
-    assert!(matches!(p.create(&Secret::new("t"), &panel_body(1.0)).await, PanelOutcome::NotSent(_)));
+    assert!(matches!(
+        p.create(&Secret::new("t"), &panel_body(1.0)).await,
+        PanelOutcome::NotSent(_)
+    ));
 }
 
 #[tokio::test]
@@ -87,7 +97,11 @@ async fn faults_after_sending_are_unknown() {
             // The slow answer is still being processed when the client gives up.
             tokio::time::sleep(Duration::from_millis(1000)).await;
         }
-        client().delete(format!("{}/sim/faults", sim.url)).send().await.unwrap();
+        client()
+            .delete(format!("{}/sim/faults", sim.url))
+            .send()
+            .await
+            .unwrap();
         let after = payouts(&sim_state(&sim).await).len();
         assert_eq!(after - before, usize::from(processed), "{fault}");
     }
@@ -107,19 +121,31 @@ async fn expired_token_is_refreshed_and_a_revoked_one_costs_one_authenticate() {
         let r = post_hook(&b.url, "payouts", &create_body(&format!("t-{i}"), "1.00")).await;
         assert_eq!(r.status(), 201);
     }
-    assert_eq!(counter(&sim_state(&sim).await, "authenticate"), 1, "one token for three creates");
+    assert_eq!(
+        counter(&sim_state(&sim).await, "authenticate"),
+        1,
+        "one token for three creates"
+    );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let r = post_hook(&b.url, "payouts", &create_body("t-after-expiry", "1.00")).await;
     assert_eq!(r.status(), 201);
     let state = sim_state(&sim).await;
     assert_eq!(counter(&state, "authenticate"), 2, "{state}");
-    assert_eq!(counter(&state, "tokenRejected"), 0, "expiry was seen before the panel refused it");
+    assert_eq!(
+        counter(&state, "tokenRejected"),
+        0,
+        "expiry was seen before the panel refused it"
+    );
 
     sim_post(&sim, "/sim/revoke-tokens", json!({})).await;
     let r = post_hook(&b.url, "payouts", &create_body("t-after-revoke", "1.00")).await;
     assert_eq!(r.status(), 201);
     let state = sim_state(&sim).await;
-    assert_eq!(counter(&state, "authenticate"), 3, "exactly one re-authentication: {state}");
+    assert_eq!(
+        counter(&state, "authenticate"),
+        3,
+        "exactly one re-authentication: {state}"
+    );
     assert_eq!(counter(&state, "tokenRejected"), 1, "{state}");
     assert_eq!(payouts(&state).len(), 5);
 }

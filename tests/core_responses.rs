@@ -16,7 +16,12 @@ async fn body(resp: reqwest::Response) -> (u16, Value, reqwest::header::HeaderMa
 fn assert_error(status: u16, v: &Value, want_status: u16, want_type: &str) {
     assert_eq!(status, want_status, "body: {v}");
     assert_eq!(v["error"]["type"], want_type, "body: {v}");
-    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
     assert_eq!(v["errors"], json!([]), "{v}");
 }
 
@@ -24,7 +29,8 @@ fn assert_error(status: u16, v: &Value, want_status: u16, want_type: &str) {
 async fn payout_created_is_201_with_the_panels_body_and_cancel_is_200() {
     let sim = panel_sim(&[]);
     let b = start_bridge(&sim.url, "sim-password", TEST_ROUTES, &[]).await;
-    let (status, v, _) = body(post_hook(&b.url, "payouts", &create_body("p-1", "12.50")).await).await;
+    let (status, v, _) =
+        body(post_hook(&b.url, "payouts", &create_body("p-1", "12.50")).await).await;
     assert_eq!(status, 201, "{v}");
     let id = v["payments"][0]["id"].as_u64().expect("payout id");
     assert_eq!(v["payments"][0]["currency"], "GBP");
@@ -54,7 +60,10 @@ async fn invalid_body_and_invalid_command_are_400() {
     bad["amount"] = json!(0);
     let (s, v, _) = body(post_hook(&b.url, "payouts", &bad).await).await;
     assert_error(s, &v, 400, "INVALID_PARAMS");
-    assert!(v["error"]["message"].as_str().unwrap().contains("amount"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("amount"),
+        "{v}"
+    );
     // Nothing reached the panel.
     assert_eq!(counter(&sim_state(&sim).await, "create"), 0);
 }
@@ -63,7 +72,12 @@ async fn invalid_body_and_invalid_command_are_400() {
 async fn panel_invalid_params_is_400_and_insufficient_funds_is_402() {
     let sim = panel_sim(&[]);
     let b = start_bridge(&sim.url, "sim-password", TEST_ROUTES, &[]).await;
-    sim_post(&sim, "/sim/funds", json!({"currency": "GBP", "amount": "10.00"})).await;
+    sim_post(
+        &sim,
+        "/sim/funds",
+        json!({"currency": "GBP", "amount": "10.00"}),
+    )
+    .await;
     let (s, v, _) = body(post_hook(&b.url, "payouts", &create_body("p-3", "20.00")).await).await;
     assert_error(s, &v, 402, "INSUFFICIENT_FUNDS");
 
@@ -94,7 +108,10 @@ async fn missing_or_bad_key_is_401_and_reaches_nothing() {
         assert_error(s, &v, 401, "UNAUTHORIZED");
     }
     let state = sim_state(&sim).await;
-    assert_eq!(counter(&state, "authenticate") + counter(&state, "create"), 0);
+    assert_eq!(
+        counter(&state, "authenticate") + counter(&state, "create"),
+        0
+    );
 }
 
 #[tokio::test]
@@ -103,9 +120,23 @@ async fn unknown_route_is_404_and_health_answers() {
     let b = start_bridge(&sim.url, "sim-password", TEST_ROUTES, &[]).await;
     let (s, v, _) = body(post_hook(&b.url, "nope", &json!({})).await).await;
     assert_error(s, &v, 404, "NOT_FOUND");
-    let (s, v, _) = body(client().get(format!("{}/elsewhere", b.url)).send().await.unwrap()).await;
+    let (s, v, _) = body(
+        client()
+            .get(format!("{}/elsewhere", b.url))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_error(s, &v, 404, "NOT_FOUND");
-    let (s, v, _) = body(client().get(format!("{}/health", b.url)).send().await.unwrap()).await;
+    let (s, v, _) = body(
+        client()
+            .get(format!("{}/health", b.url))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(v["status"], "ok");
 }
@@ -113,7 +144,13 @@ async fn unknown_route_is_404_and_health_answers() {
 #[tokio::test]
 async fn body_over_the_limit_is_413() {
     let sim = panel_sim(&[]);
-    let b = start_bridge(&sim.url, "sim-password", TEST_ROUTES, &[("BRIDGE_MAX_BODY_BYTES", "1024")]).await;
+    let b = start_bridge(
+        &sim.url,
+        "sim-password",
+        TEST_ROUTES,
+        &[("BRIDGE_MAX_BODY_BYTES", "1024")],
+    )
+    .await;
     let mut big = create_body("p-6", "1.00");
     big["description"] = json!("x".repeat(2000));
     let (s, v, _) = body(post_hook(&b.url, "payouts", &big).await).await;
@@ -170,7 +207,12 @@ async fn processed_then_dropped_is_504_and_never_resent() {
     // Authenticate first so that the fault hits the create.
     let (s, _, _) = body(post_hook(&b.url, "payouts", &create_body("warm-up", "1.00")).await).await;
     assert_eq!(s, 201);
-    sim_post(&sim, "/sim/faults", json!({"drop_after_next": 1, "only_path": "/api/payment/create"})).await;
+    sim_post(
+        &sim,
+        "/sim/faults",
+        json!({"drop_after_next": 1, "only_path": "/api/payment/create"}),
+    )
+    .await;
     let (s, v, _) = body(post_hook(&b.url, "payouts", &create_body("p-10", "3.00")).await).await;
     assert_error(s, &v, 504, "PANEL_OUTCOME_UNKNOWN");
     // The sender retries: same answer, and the panel sees no second create.
@@ -178,7 +220,11 @@ async fn processed_then_dropped_is_504_and_never_resent() {
     assert_error(s, &v, 504, "PANEL_OUTCOME_UNKNOWN");
     let state = sim_state(&sim).await;
     assert_eq!(counter(&state, "create"), 2, "{state}");
-    assert_eq!(payouts(&state).len(), 2, "the dropped create did happen at the panel");
+    assert_eq!(
+        payouts(&state).len(),
+        2,
+        "the dropped create did happen at the panel"
+    );
 }
 
 /// A panel adapter with a bug, to see the 500 row.
@@ -215,6 +261,13 @@ async fn a_bug_is_500_without_internals() {
     assert_error(s, &v, 500, "INTERNAL");
     assert!(!v.to_string().contains("adapter"), "{v}");
     // The server is still up.
-    let (s, _, _) = body(client().get(format!("{}/health", b.url)).send().await.unwrap()).await;
+    let (s, _, _) = body(
+        client()
+            .get(format!("{}/health", b.url))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 200);
 }

@@ -6,7 +6,7 @@ use crate::domain::idempotency::DeliveryKey;
 use crate::domain::{Action, CancelPayouts, Command, CreatePayout};
 use crate::error::{BridgeError, ErrorKind};
 use crate::inbound::auth::{InboundRequest, Verifier};
-use crate::mapping::Filter;
+use crate::mapping::{Filter, MapError};
 use crate::ports::{
     Begin, Clock, DeliveryRecord, DeliveryState, DeliveryStore, ExternalPayout, PanelApi,
     PanelOutcome, Secret, StoreError,
@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// One configured route, ready to serve.
 pub struct Route {
@@ -158,9 +159,12 @@ impl Bridge {
     /// Handles one delivery. Never panics on any input; every failure is an answer from the
     /// response table.
     pub async fn handle(&self, d: Delivery<'_>) -> Reply {
-        let started = Instant::now();
         let span = tracing::info_span!("delivery", route = %short(d.route, 64));
-        let _enter = span.enter();
+        self.handle_in_span(d).instrument(span).await
+    }
+
+    async fn handle_in_span(&self, d: Delivery<'_>) -> Reply {
+        let started = Instant::now();
         let reply = match self.process(&d).await {
             Ok(reply) => reply,
             Err(e) => {
@@ -209,15 +213,7 @@ impl Bridge {
             )
             .map_err(|e| BridgeError::new(ErrorKind::Unauthorized, e.to_string()))?;
 
-        let payload = parse_body(d.headers, d.body)?;
-        let outputs = if route.filter.is_identity() {
-            vec![payload]
-        } else {
-            route
-                .filter
-                .run(payload, d.headers.as_map())
-                .map_err(|e| BridgeError::invalid(format!("the route's map filter failed: {e}")))?
-        };
+        let outputs = map_body(&route.filter, d.headers, d.body)?;
         let batch = outputs.len() != 1;
         let mut commands = Vec::with_capacity(outputs.len());
         for (i, out) in outputs.iter().enumerate() {
@@ -247,7 +243,9 @@ impl Bridge {
                 Ok(s) => {
                     let mut reply = Reply::json(s.status, s.body);
                     if s.replayed {
-                        reply.headers.push(("idempotent-replayed", "true".to_string()));
+                        reply
+                            .headers
+                            .push(("idempotent-replayed", "true".to_string()));
                     }
                     reply
                 }
@@ -272,6 +270,17 @@ impl Bridge {
 
     /// One command under its idempotency key: record, call the panel, settle the record.
     async fn execute(
+        &self,
+        route: &Route,
+        key: &str,
+        cmd: Command,
+    ) -> Result<Success, BridgeError> {
+        let span =
+            tracing::info_span!("command", key = %short(key, 120), action = cmd.action().as_str());
+        self.execute_in_span(route, key, cmd).instrument(span).await
+    }
+
+    async fn execute_in_span(
         &self,
         route: &Route,
         key: &str,
@@ -634,7 +643,11 @@ fn held_for_operator() -> BridgeError {
 }
 
 /// One entry of a batch answer.
-fn batch_item(index: usize, external_id: Option<String>, outcome: Result<Success, BridgeError>) -> Value {
+fn batch_item(
+    index: usize,
+    external_id: Option<String>,
+    outcome: Result<Success, BridgeError>,
+) -> Value {
     let mut item = Map::new();
     item.insert("index".into(), json!(index));
     if let Some(ext) = external_id {
@@ -658,8 +671,9 @@ fn batch_item(index: usize, external_id: Option<String>, outcome: Result<Success
     Value::Object(item)
 }
 
-/// The body as JSON: a JSON body parsed, a form body turned into an object of strings.
-fn parse_body(headers: &Headers, body: &[u8]) -> Result<Value, BridgeError> {
+/// The body's commands: a JSON body parsed (through the filter straight from the raw bytes,
+/// so decimal literals keep their text), a form body turned into an object of strings.
+fn map_body(filter: &Filter, headers: &Headers, body: &[u8]) -> Result<Vec<Value>, BridgeError> {
     let kind = match media_type(headers.get("content-type")).as_deref() {
         Some("application/json") => BodyKind::Json,
         Some(t) if t.starts_with("application/") && t.ends_with("+json") => BodyKind::Json,
@@ -680,9 +694,24 @@ fn parse_body(headers: &Headers, body: &[u8]) -> Result<Value, BridgeError> {
             ))
         }
     };
+    let map_err = |e: MapError| match e {
+        MapError::InvalidInput { message } => {
+            BridgeError::invalid(format!("body is not valid JSON: {message}"))
+        }
+        other => BridgeError::invalid(format!("the route's map filter failed: {other}")),
+    };
     match kind {
-        BodyKind::Json => serde_json::from_slice(body)
+        BodyKind::Json if filter.is_identity() => serde_json::from_slice(body)
+            .map(|v| vec![v])
             .map_err(|e| BridgeError::invalid(format!("body is not valid JSON: {e}"))),
-        BodyKind::Form => Ok(crate::mapping::form::form_to_json(body)),
+        BodyKind::Json => filter.run_json(body, headers.as_map()).map_err(map_err),
+        BodyKind::Form => {
+            let form = crate::mapping::form_to_json(body);
+            if filter.is_identity() {
+                Ok(vec![form])
+            } else {
+                filter.run(form, headers.as_map()).map_err(map_err)
+            }
+        }
     }
 }

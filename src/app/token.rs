@@ -229,7 +229,9 @@ impl TokenManager {
 
     /// One authenticate call. `Ok(None)` when the password was refused.
     async fn authenticate(&self, password: &Secret) -> Result<Option<Secret>, BridgeError> {
-        self.stats.authenticate_calls.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .authenticate_calls
+            .fetch_add(1, Ordering::Relaxed);
         tracing::info!("authenticating at the panel");
         match self.panel.authenticate(password).await {
             PanelOutcome::Done(token) => Ok(Some(token)),
@@ -259,7 +261,11 @@ mod tests {
 
     fn jwt(claims: &str) -> String {
         let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        format!("{}.{}.sig", e.encode(r#"{"alg":"HS256"}"#), e.encode(claims))
+        format!(
+            "{}.{}.sig",
+            e.encode(r#"{"alg":"HS256"}"#),
+            e.encode(claims)
+        )
     }
 
     #[test]

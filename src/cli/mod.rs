@@ -70,7 +70,11 @@ pub enum Cmd {
         #[arg(long)]
         key: String,
         /// The payout exists at the panel with this id: later deliveries get it as their answer.
-        #[arg(long, conflicts_with = "not_created", required_unless_present = "not_created")]
+        #[arg(
+            long,
+            conflicts_with = "not_created",
+            required_unless_present = "not_created"
+        )]
         payout_id: Option<u64>,
         /// The payout does not exist at the panel: the next delivery creates it.
         #[arg(long)]
@@ -89,8 +93,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Cli::command().print_help()?;
             anyhow::bail!("no command given (try `payout-bridge serve --demo`)")
         }
-        Some(Cmd::Serve { demo: true, port, host }) => demo::run(port, &host).await,
-        Some(Cmd::Serve { demo: false, port, host }) => wiring::run_serve(port, &host).await,
+        Some(Cmd::Serve {
+            demo: true,
+            port,
+            host,
+        }) => demo::run(port, &host).await,
+        Some(Cmd::Serve {
+            demo: false,
+            port,
+            host,
+        }) => wiring::run_serve(port, &host).await,
         Some(Cmd::CheckConfig { file }) => operator::check_config(file).await,
         Some(Cmd::Map {
             route,

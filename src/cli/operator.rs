@@ -6,7 +6,7 @@ use payout_bridge::config::routes::{RouteAction, RoutesFile};
 use payout_bridge::config::Settings;
 use payout_bridge::domain::{Action, Command};
 use payout_bridge::mapping::Filter;
-use payout_bridge::ports::{DeliveryState, ExternalPayout, SystemClock, Clock};
+use payout_bridge::ports::{Clock, DeliveryState, ExternalPayout, SystemClock};
 use payout_bridge::wiring;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -46,7 +46,10 @@ pub async fn check_config(file: Option<PathBuf>) -> anyhow::Result<()> {
                 RouteAction::Cancel => "cancel",
             },
             r.auth.scheme_name(),
-            r.map.as_deref().map(|m| if m.trim() == "." { "." } else { "filter" }).unwrap_or(".")
+            r.map
+                .as_deref()
+                .map(|m| if m.trim() == "." { "." } else { "filter" })
+                .unwrap_or(".")
         );
     }
     Ok(())
@@ -74,7 +77,8 @@ pub async fn map(
     let payload = if form {
         payout_bridge::mapping::form::form_to_json(&raw)
     } else {
-        serde_json::from_slice(&raw).context("the body is not valid JSON (use --form for form bodies)")?
+        serde_json::from_slice(&raw)
+            .context("the body is not valid JSON (use --form for form bodies)")?
     };
     let mut header_map = BTreeMap::new();
     for h in headers {
@@ -104,7 +108,10 @@ pub async fn map(
             ),
             Err(e) => {
                 invalid += 1;
-                println!("{}", json!({"index": i, "invalid": {"output": out, "error": e.to_string()}}));
+                println!(
+                    "{}",
+                    json!({"index": i, "invalid": {"output": out, "error": e.to_string()}})
+                );
             }
         }
     }
@@ -142,7 +149,10 @@ pub async fn pending(as_json: bool) -> anyhow::Result<()> {
         println!("no deliveries need a person");
         return Ok(());
     }
-    println!("{} deliveries with an unknown outcome at the panel:", records.len());
+    println!(
+        "{} deliveries with an unknown outcome at the panel:",
+        records.len()
+    );
     for r in &records {
         let when = chrono::DateTime::from_timestamp(r.updated_at, 0)
             .map(|t| t.to_rfc3339())

@@ -19,7 +19,9 @@ pub async fn run_lambda() -> anyhow::Result<()> {
 }
 
 pub async fn run_serve(port: Option<u16>, host: &str) -> anyhow::Result<()> {
-    payout_bridge::telemetry::init_logs(std::env::var("BRIDGE_LOG_FORMAT").is_ok_and(|v| v == "json"));
+    payout_bridge::telemetry::init_logs(
+        std::env::var("BRIDGE_LOG_FORMAT").is_ok_and(|v| v == "json"),
+    );
     payout_bridge::telemetry::configure_metrics(std::env::var("BRIDGE_METRICS").ok().as_deref());
     let settings = Settings::from_env()?;
     let bridge = wiring::bridge(&settings, Mode::Serve)

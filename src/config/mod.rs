@@ -42,14 +42,14 @@ pub struct Settings {
     pub token: TokenSettings,
 }
 
-fn parse_num<T: std::str::FromStr>(
+fn parse_num<T>(
     lookup: &dyn Fn(&str) -> Option<String>,
     name: &str,
     default: T,
     min: T,
 ) -> Result<T, ConfigError>
 where
-    T: PartialOrd + std::fmt::Display + Copy,
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {
     match lookup(name).filter(|v| !v.trim().is_empty()) {
         None => Ok(default),
@@ -146,7 +146,11 @@ mod tests {
 
     #[test]
     fn secret_id_wins_over_plain_password() {
-        let s = settings(&[("PANEL_PASSWORD", "x"), ("PANEL_PASSWORD_SECRET_ID", "prod/panel")]).unwrap();
+        let s = settings(&[
+            ("PANEL_PASSWORD", "x"),
+            ("PANEL_PASSWORD_SECRET_ID", "prod/panel"),
+        ])
+        .unwrap();
         assert_eq!(s.password_ref.as_deref(), Some("secretsmanager:prod/panel"));
         let s = settings(&[("PANEL_PASSWORD", "x")]).unwrap();
         assert_eq!(s.password_ref.as_deref(), Some("env:PANEL_PASSWORD"));

@@ -60,7 +60,10 @@ impl DeliveryKey {
             check_header_key("webhook-id", id)?;
             return Ok(DeliveryKey(format!("whid:{id}")));
         }
-        Ok(DeliveryKey(format!("sha256:{}", hex::encode(Sha256::digest(body)))))
+        Ok(DeliveryKey(format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(body))
+        )))
     }
 
     pub fn as_str(&self) -> &str {
@@ -86,11 +89,15 @@ mod tests {
     fn preference_order() {
         let body = br#"{"a":1}"#;
         assert_eq!(
-            DeliveryKey::derive(Some("k1"), Some("msg_1"), body).unwrap().as_str(),
+            DeliveryKey::derive(Some("k1"), Some("msg_1"), body)
+                .unwrap()
+                .as_str(),
             "idem:k1"
         );
         assert_eq!(
-            DeliveryKey::derive(None, Some("msg_1"), body).unwrap().as_str(),
+            DeliveryKey::derive(None, Some("msg_1"), body)
+                .unwrap()
+                .as_str(),
             "whid:msg_1"
         );
         let hashed = DeliveryKey::derive(None, None, body).unwrap();

@@ -84,7 +84,11 @@ pub fn parse_token(v: Value) -> Option<String> {
 /// `{"payments":[{…"id":N…}]}`: at least one payment with a numeric id.
 pub fn parse_payments(v: Value) -> Option<Value> {
     let payments = v.get("payments")?.as_array()?;
-    if payments.is_empty() || payments.iter().any(|p| p.get("id").and_then(Value::as_u64).is_none()) {
+    if payments.is_empty()
+        || payments
+            .iter()
+            .any(|p| p.get("id").and_then(Value::as_u64).is_none())
+    {
         return None;
     }
     Some(v)
@@ -126,7 +130,10 @@ mod tests {
 
     #[test]
     fn error_body_with_any_status_is_a_rejection_and_other_types_are_kept() {
-        let out = create(402, r#"{"error":{"message":"no money","type":"INSUFFICIENT_FUNDS"}}"#);
+        let out = create(
+            402,
+            r#"{"error":{"message":"no money","type":"INSUFFICIENT_FUNDS"}}"#,
+        );
         assert!(matches!(out, PanelOutcome::Rejected { kind, .. } if kind == "INSUFFICIENT_FUNDS"));
         let out = create(418, r#"{"error":{"message":"x","type":"ACCOUNT_LOCKED"}}"#);
         assert!(matches!(out, PanelOutcome::Rejected { kind, .. } if kind == "ACCOUNT_LOCKED"));
@@ -136,18 +143,30 @@ mod tests {
     fn token_refused_on_401_and_403() {
         assert_eq!(create(401, "{}"), PanelOutcome::TokenRefused);
         assert_eq!(
-            create(403, r#"{"error":{"message":"bad token","type":"INVALID_PARAMS"}}"#),
+            create(
+                403,
+                r#"{"error":{"message":"bad token","type":"INVALID_PARAMS"}}"#
+            ),
             PanelOutcome::TokenRefused
         );
     }
 
     #[test]
     fn server_errors_and_garbage_are_unknown() {
-        assert!(matches!(create(500, "<html>oops</html>"), PanelOutcome::Unknown(_)));
+        assert!(matches!(
+            create(500, "<html>oops</html>"),
+            PanelOutcome::Unknown(_)
+        ));
         assert!(matches!(create(502, ""), PanelOutcome::Unknown(_)));
         assert!(matches!(create(200, "not json"), PanelOutcome::Unknown(_)));
-        assert!(matches!(create(200, r#"{"payments":[]}"#), PanelOutcome::Unknown(_)));
-        assert!(matches!(create(404, "<html>no</html>"), PanelOutcome::Unknown(_)));
+        assert!(matches!(
+            create(200, r#"{"payments":[]}"#),
+            PanelOutcome::Unknown(_)
+        ));
+        assert!(matches!(
+            create(404, "<html>no</html>"),
+            PanelOutcome::Unknown(_)
+        ));
     }
 
     #[test]

@@ -122,7 +122,10 @@ fn error_chain(e: &reqwest::Error) -> String {
 impl PanelApi for PanelClient {
     async fn authenticate(&self, password: &Secret) -> PanelOutcome<Secret> {
         let body = json!({ "apiKey": password.expose() });
-        match self.post("/api/authenticate", None, &body, parse_token).await {
+        match self
+            .post("/api/authenticate", None, &body, parse_token)
+            .await
+        {
             PanelOutcome::Done(token) => PanelOutcome::Done(Secret::new(token)),
             PanelOutcome::Rejected { kind, message } => PanelOutcome::Rejected { kind, message },
             PanelOutcome::TokenRefused => PanelOutcome::TokenRefused,
@@ -137,8 +140,13 @@ impl PanelApi for PanelClient {
     }
 
     async fn cancel(&self, token: &Secret, ids: &[u64]) -> PanelOutcome<u64> {
-        self.post("/api/payment/cancel", Some(token), &json!({ "ids": ids }), parse_success)
-            .await
+        self.post(
+            "/api/payment/cancel",
+            Some(token),
+            &json!({ "ids": ids }),
+            parse_success,
+        )
+        .await
     }
 }
 
@@ -168,7 +176,8 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             l.local_addr().expect("addr").port()
         };
-        let client = PanelClient::new(&config(&format!("http://127.0.0.1:{port}"))).expect("client");
+        let client =
+            PanelClient::new(&config(&format!("http://127.0.0.1:{port}"))).expect("client");
         let out = client.create(&Secret::new("t"), &json!({})).await;
         assert!(matches!(out, PanelOutcome::NotSent(_)), "{out:?}");
     }

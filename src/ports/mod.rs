@@ -170,7 +170,8 @@ pub trait DeliveryStore: Send + Sync {
     /// `Existing` with the current record and change nothing.
     async fn begin(&self, record: &DeliveryRecord, now: i64) -> Result<Begin, StoreError>;
 
-    /// Moves the record from `InProgress` owned by `attempt` to `state` (with `expires_at`), and
+    /// Moves the record from `InProgress` owned by `attempt` to `state` (the expiry set at
+    /// `begin` stays), and
     /// in the same atomic write stores `external` when given. False (and nothing written) when
     /// the record is no longer in progress under `attempt`.
     async fn finish(
@@ -193,8 +194,12 @@ pub trait DeliveryStore: Send + Sync {
         now: i64,
     ) -> Result<bool, StoreError>;
 
-    async fn get(&self, route: &str, key: &str, now: i64)
-        -> Result<Option<DeliveryRecord>, StoreError>;
+    async fn get(
+        &self,
+        route: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<DeliveryRecord>, StoreError>;
 
     /// Records that need a person: `OutcomeUnknown`, and `InProgress` past its deadline.
     async fn pending(&self, now: i64) -> Result<Vec<DeliveryRecord>, StoreError>;
@@ -246,7 +251,11 @@ pub trait PanelApi: Send + Sync {
     async fn authenticate(&self, password: &Secret) -> PanelOutcome<Secret>;
     /// `POST /api/payment/create`: `body` is the panel's create body; answers its
     /// `{"payments":[…]}` body.
-    async fn create(&self, token: &Secret, body: &serde_json::Value) -> PanelOutcome<serde_json::Value>;
+    async fn create(
+        &self,
+        token: &Secret,
+        body: &serde_json::Value,
+    ) -> PanelOutcome<serde_json::Value>;
     /// `POST /api/payment/cancel`: answers the panel's `success` count.
     async fn cancel(&self, token: &Secret, ids: &[u64]) -> PanelOutcome<u64>;
 }

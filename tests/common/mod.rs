@@ -31,7 +31,9 @@ pub fn spawn_listening(bin: &str, args: &[&str], envs: &[(&str, String)]) -> Pro
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -89,7 +91,11 @@ pub async fn sim_post(sim: &Proc, path: &str, body: Value) {
         .send()
         .await
         .expect("sim control");
-    assert!(resp.status().is_success(), "sim control {path}: {}", resp.status());
+    assert!(
+        resp.status().is_success(),
+        "sim control {path}: {}",
+        resp.status()
+    );
 }
 
 /// Number of payouts at the panel with the given status (None = any).
@@ -208,7 +214,12 @@ pub fn settings(vars: &[(&str, &str)]) -> Settings {
 }
 
 /// Starts a bridge on `routes` against `panel_url` with `password`, in-memory stores.
-pub async fn start_bridge(panel_url: &str, password: &str, routes: &str, vars: &[(&str, &str)]) -> TestBridge {
+pub async fn start_bridge(
+    panel_url: &str,
+    password: &str,
+    routes: &str,
+    vars: &[(&str, &str)],
+) -> TestBridge {
     let panel: Arc<dyn PanelApi> = Arc::new(
         PanelClient::new(&PanelClientConfig {
             base_url: panel_url.to_string(),
@@ -233,7 +244,9 @@ pub async fn start_bridge_with(
         ("test:panel-password".to_string(), password.to_string()),
     ])));
     let file = RoutesFile::parse(routes, "test routes").expect("routes");
-    let built = build::build_routes(&file, secrets.as_ref()).await.expect("build routes");
+    let built = build::build_routes(&file, secrets.as_ref())
+        .await
+        .expect("build routes");
     let deliveries: Arc<dyn DeliveryStore> = Arc::new(MemoryDeliveryStore::default());
     let tokens: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::default());
     let bridge = Arc::new(build::bridge(
@@ -248,7 +261,9 @@ pub async fn start_bridge_with(
         },
         "test:panel-password",
     ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let router = payout_bridge::http::router(bridge.clone());
     let task = tokio::spawn(async move {

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The test command of payout-bridge: formatting, lints, and every test, the AWS ones against a
+# local moto server (DynamoDB and Secrets Manager emulator) through the real AWS SDK.
+# Runs on a fresh machine without docker; needs python3 (with venv) and network access to PyPI
+# the first time. Extra arguments go to `cargo test`, e.g. `scripts/test.sh store_contract`.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$(pwd)"
+
+MOTO_VERSION="5.2.5"
+STANDARDWEBHOOKS_VERSION="1.1.0"
+VENV="$ROOT/.venv"
+mkdir -p "$ROOT/.tmp"
+
+# --- Python tools (moto server; standardwebhooks signs test webhooks) -------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "==> creating $VENV"
+    python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" - "$MOTO_VERSION" "$STANDARDWEBHOOKS_VERSION" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+assert version("moto") == sys.argv[1] and version("standardwebhooks") == sys.argv[2]
+import flask, flask_cors  # moto[server] extras
+PY
+then
+    echo "==> installing moto[server] $MOTO_VERSION and standardwebhooks $STANDARDWEBHOOKS_VERSION"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+        "moto[server]==$MOTO_VERSION" "standardwebhooks==$STANDARDWEBHOOKS_VERSION"
+fi
+
+# --- moto server on a free loopback port --------------------------------------------------------
+# This is `moto_server -H 127.0.0.1 -p PORT` with one change: requests are handled one at a time.
+# moto's server runs each request on its own thread without any lock around its in-memory
+# backends, so two conditional writes racing on one item (e.g. a TransactWriteItems and an
+# UpdateItem) can both pass their conditions there, which real DynamoDB never allows. Serialized,
+# moto gives DynamoDB's atomicity and the concurrency tests test our code, not moto's races.
+MOTO_SERIALIZED='
+import sys, threading
+import moto.server
+from werkzeug.serving import run_simple as werkzeug_run_simple
+lock = threading.Lock()
+def run_simple(host, port, app, **options):
+    def serialized(environ, start_response):
+        with lock:
+            return list(app(environ, start_response))
+    werkzeug_run_simple(host, port, serialized, **options)
+moto.server.run_simple = run_simple
+moto.server.main(sys.argv[1:])
+'
+PORT="$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+MOTO_LOG="$ROOT/.tmp/moto.log"
+"$VENV/bin/python" -c "$MOTO_SERIALIZED" -H 127.0.0.1 -p "$PORT" >"$MOTO_LOG" 2>&1 &
+MOTO_PID=$!
+cleanup() {
+    kill "$MOTO_PID" 2>/dev/null || true
+    wait "$MOTO_PID" 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+ENDPOINT="http://127.0.0.1:$PORT"
+ready=""
+for _ in $(seq 1 100); do # up to ~20 s
+    if ! kill -0 "$MOTO_PID" 2>/dev/null; then
+        break
+    fi
+    if "$VENV/bin/python" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
+        "$ENDPOINT/moto-api/" 2>/dev/null; then
+        ready=1
+        break
+    fi
+    sleep 0.2
+done
+if [ -z "$ready" ]; then
+    echo "moto server did not come up on $ENDPOINT; its log ($MOTO_LOG):" >&2
+    tail -n 50 "$MOTO_LOG" >&2 || true
+    exit 1
+fi
+echo "==> moto server on $ENDPOINT (log: $MOTO_LOG)"
+
+export AWS_ENDPOINT_URL="$ENDPOINT"
+export AWS_REGION="us-east-1"
+export AWS_ACCESS_KEY_ID="test"
+export AWS_SECRET_ACCESS_KEY="test"
+export AWS_EC2_METADATA_DISABLED="true"
+unset AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_PROFILE AWS_ENDPOINT_URL_DYNAMODB \
+    AWS_ENDPOINT_URL_SECRETS_MANAGER 2>/dev/null || true
+
+# --- checks ---------------------------------------------------------------------------------------
+echo "==> cargo fmt --check"
+cargo fmt --check
+echo "==> cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+echo "==> cargo test $*"
+cargo test "$@"

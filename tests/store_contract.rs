@@ -1,0 +1,987 @@
+//! One contract suite for the state store ports, written once over `&dyn DeliveryStore` /
+//! `&dyn TokenStore` and run against the in-memory adapters and against DynamoDB on the moto
+//! emulator (through the real AWS SDK, a fresh table per test).
+//!
+//! Test names: `<case>::memory` and `<case>::dynamodb`. The DynamoDB tests need
+//! `AWS_ENDPOINT_URL` (run `scripts/test.sh`); without it they fail, never skip.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use payout_bridge::ports::{
+    Begin, CachedToken, DeliveryRecord, DeliveryState, DeliveryStore, ExternalPayout, Secret,
+    StoreError, TokenStore,
+};
+use payout_bridge::store::{
+    create_table, DynamoDeliveryStore, DynamoTokenStore, MemoryDeliveryStore, MemoryTokenStore,
+};
+
+const DAY: i64 = 86_400;
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+struct Stores {
+    delivery: Arc<dyn DeliveryStore>,
+    token: Arc<dyn TokenStore>,
+    dynamo: Option<(aws_sdk_dynamodb::Client, String)>,
+}
+
+impl Stores {
+    fn memory() -> Self {
+        Stores {
+            delivery: Arc::new(MemoryDeliveryStore::new()),
+            token: Arc::new(MemoryTokenStore::new()),
+            dynamo: None,
+        }
+    }
+
+    async fn dynamodb() -> Self {
+        let conf = support::emulator_config().await;
+        let client = aws_sdk_dynamodb::Client::new(&conf);
+        let table = support::unique_name("bridge-test");
+        create_table(&client, &table).await.expect("create table");
+        Stores {
+            delivery: Arc::new(DynamoDeliveryStore::new(client.clone(), &table)),
+            token: Arc::new(DynamoTokenStore::new(client.clone(), &table)),
+            dynamo: Some((client, table)),
+        }
+    }
+
+    async fn cleanup(self) {
+        if let Some((client, table)) = self.dynamo {
+            let _ = client.delete_table().table_name(table).send().await;
+        }
+    }
+}
+
+/// Runs one contract case on both adapters: `<case>::memory` and `<case>::dynamodb`.
+macro_rules! on_both {
+    ($case:ident) => {
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                let stores = super::Stores::memory();
+                super::$case(&stores).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn dynamodb() {
+                let stores = super::Stores::dynamodb().await;
+                super::$case(&stores).await;
+                stores.cleanup().await;
+            }
+        }
+    };
+}
+
+fn record(route: &str, key: &str, attempt: &str, now: i64, deadline: i64) -> DeliveryRecord {
+    DeliveryRecord {
+        route: route.into(),
+        key: key.into(),
+        fingerprint: format!("fp-{key}"),
+        state: DeliveryState::InProgress { deadline },
+        attempt: attempt.into(),
+        action: "create".into(),
+        external_id: Some(format!("ext-{key}")),
+        created_at: now,
+        updated_at: now,
+        expires_at: now + DAY,
+    }
+}
+
+fn completed(status: u16, body: &str) -> DeliveryState {
+    DeliveryState::Completed {
+        status,
+        body: body.into(),
+    }
+}
+
+fn failed(status: u16, body: &str) -> DeliveryState {
+    DeliveryState::Failed {
+        status,
+        body: body.into(),
+    }
+}
+
+fn external(id: &str, payout_id: u64, now: i64) -> ExternalPayout {
+    ExternalPayout {
+        external_id: id.into(),
+        payout_id,
+        route: "crm".into(),
+        expires_at: now + DAY,
+    }
+}
+
+fn existing(answer: Begin) -> DeliveryRecord {
+    match answer {
+        Begin::Existing(rec) => rec,
+        Begin::Started => panic!("expected Existing, got Started"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delivery store contract
+
+on_both!(begin_then_existing);
+async fn begin_then_existing(s: &Stores) {
+    let store = &*s.delivery;
+    let t = support::now();
+    let first = record("crm", "k1", "a1", t, t + 30);
+    assert_eq!(store.get("crm", "k1", t).await.unwrap(), None);
+    assert_eq!(store.begin(&first, t).await.unwrap(), Begin::Started);
+    assert_eq!(
+        store.get("crm", "k1", t).await.unwrap(),
+        Some(first.clone())
+    );
+
+    // Another attempt (even with another fingerprint) sees the record and changes nothing.
+    let mut second = record("crm", "k1", "a2", t + 1, t + 31);
+    second.fingerprint = "other".into();
+    assert_eq!(existing(store.begin(&second, t + 1).await.unwrap()), first);
+    assert_eq!(
+        store.get("crm", "k1", t + 1).await.unwrap(),
+        Some(first.clone())
+    );
+
+    // An identical repeat of one's own begin (a retried request) is recognised.
+    assert_eq!(store.begin(&first, t).await.unwrap(), Begin::Started);
+
+    // Completed and OutcomeUnknown records are never taken over.
+    assert!(store
+        .finish(
+            "crm",
+            "k1",
+            "a1",
+            &completed(201, "{\"id\":7}"),
+            None,
+            t + 2
+        )
+        .await
+        .unwrap());
+    let rec = existing(store.begin(&second, t + 3).await.unwrap());
+    assert_eq!(rec.state, completed(201, "{\"id\":7}"));
+    assert_eq!(rec.attempt, "a1");
+    assert_eq!(rec.updated_at, t + 2);
+
+    let third = record("crm", "k2", "a1", t, t + 30);
+    assert_eq!(store.begin(&third, t).await.unwrap(), Begin::Started);
+    assert!(store
+        .expire_in_progress("crm", "k2", "timeout", t + 31)
+        .await
+        .unwrap());
+    let rec = existing(
+        store
+            .begin(&record("crm", "k2", "a2", t + 40, t + 70), t + 40)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        rec.state,
+        DeliveryState::OutcomeUnknown {
+            reason: "timeout".into()
+        }
+    );
+
+    // Routes and keys are separate name spaces, also with '#' in them.
+    let a = record("a#b", "c", "x", t, t + 30);
+    let b = record("a", "b#c", "x", t, t + 30);
+    assert_eq!(store.begin(&a, t).await.unwrap(), Begin::Started);
+    assert_eq!(store.begin(&b, t).await.unwrap(), Begin::Started);
+    assert_eq!(store.get("a#b", "c", t).await.unwrap(), Some(a));
+    assert_eq!(store.get("a", "b#c", t).await.unwrap(), Some(b));
+    let other_route = record("payroll", "k1", "a9", t, t + 30);
+    assert_eq!(store.begin(&other_route, t).await.unwrap(), Begin::Started);
+}
+
+on_both!(takeover_of_failed);
+async fn takeover_of_failed(s: &Stores) {
+    let store = &*s.delivery;
+    let t = support::now();
+    let first = record("crm", "k", "a1", t, t + 30);
+    assert_eq!(store.begin(&first, t).await.unwrap(), Begin::Started);
+    assert!(store
+        .finish("crm", "k", "a1", &failed(422, "rejected"), None, t + 1)
+        .await
+        .unwrap());
+    let failed_rec = store.get("crm", "k", t + 1).await.unwrap().unwrap();
+    assert_eq!(failed_rec.state, failed(422, "rejected"));
+
+    let second = record("crm", "k", "a2", t + 5, t + 35);
+    assert_eq!(store.begin(&second, t + 5).await.unwrap(), Begin::Started);
+    assert_eq!(
+        store.get("crm", "k", t + 5).await.unwrap(),
+        Some(second.clone())
+    );
+    // The first attempt has lost the record.
+    assert!(!store
+        .finish("crm", "k", "a1", &completed(201, "late"), None, t + 6)
+        .await
+        .unwrap());
+    assert!(store
+        .finish("crm", "k", "a2", &completed(201, "ok"), None, t + 6)
+        .await
+        .unwrap());
+}
+
+on_both!(finish_conditional_on_attempt);
+async fn finish_conditional_on_attempt(s: &Stores) {
+    let store = &*s.delivery;
+    let t = support::now();
+    let rec = record("crm", "k", "a1", t, t + 30);
+    assert_eq!(store.begin(&rec, t).await.unwrap(), Begin::Started);
+
+    // Wrong attempt: nothing written.
+    assert!(!store
+        .finish("crm", "k", "a2", &completed(201, "x"), None, t + 1)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.get("crm", "k", t + 1).await.unwrap(),
+        Some(rec.clone())
+    );
+
+    // Finish after the deadline but before anyone expired it is still the owner's.
+    let done = completed(201, "");
+    assert!(store
+        .finish("crm", "k", "a1", &done, None, t + 40)
+        .await
+        .unwrap());
+    let got = store.get("crm", "k", t + 40).await.unwrap().unwrap();
+    assert_eq!(
+        got,
+        DeliveryRecord {
+            state: done.clone(),
+            updated_at: t + 40,
+            ..rec.clone()
+        }
+    );
+    // An identical repeat (a retried request) is recognised; anything else is refused.
+    assert!(store
+        .finish("crm", "k", "a1", &done, None, t + 40)
+        .await
+        .unwrap());
+    assert!(!store
+        .finish("crm", "k", "a1", &failed(500, "x"), None, t + 41)
+        .await
+        .unwrap());
+    assert!(!store
+        .finish("crm", "k", "a1", &done, None, t + 41)
+        .await
+        .unwrap());
+    assert_eq!(store.get("crm", "k", t + 41).await.unwrap(), Some(got));
+
+    // Missing record.
+    assert!(!store
+        .finish("crm", "missing", "a1", &done, None, t)
+        .await
+        .unwrap());
+
+    // After expiry to OutcomeUnknown the owner can no longer finish.
+    let rec2 = record("crm", "k2", "a1", t, t + 30);
+    assert_eq!(store.begin(&rec2, t).await.unwrap(), Begin::Started);
+    assert!(store
+        .expire_in_progress("crm", "k2", "stale", t + 31)
+        .await
+        .unwrap());
+    assert!(!store
+        .finish("crm", "k2", "a1", &done, None, t + 32)
+        .await
+        .unwrap());
+
+    // Finishing into OutcomeUnknown (the panel did not answer) is allowed and shows as pending.
+    let rec3 = record("crm", "k3", "a1", t, t + 30);
+    assert_eq!(store.begin(&rec3, t).await.unwrap(), Begin::Started);
+    let unknown = DeliveryState::OutcomeUnknown {
+        reason: "panel timeout".into(),
+    };
+    assert!(store
+        .finish("crm", "k3", "a1", &unknown, None, t + 2)
+        .await
+        .unwrap());
+    let pending = store.pending(t + 3).await.unwrap();
+    assert!(
+        pending.iter().any(|r| r.key == "k3" && r.state == unknown),
+        "{pending:?}"
+    );
+}
+
+on_both!(finish_with_external_is_atomic);
+async fn finish_with_external_is_atomic(s: &Stores) {
+    let store = &*s.delivery;
+    let t = support::now();
+    let rec = record("crm", "k", "a1", t, t + 30);
+    assert_eq!(store.begin(&rec, t).await.unwrap(), Begin::Started);
+    let ext = external("E-1", 4711, t);
+    assert!(store
+        .finish(
+            "crm",
+            "k",
+            "a1",
+            &completed(201, "{\"id\":4711}"),
+            Some(&ext),
+            t + 1
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .external_payouts(&["E-1".into()], t + 1)
+            .await
+            .unwrap(),
+        vec![ext.clone()]
+    );
+
+    // A finish that fails its condition writes no external item either.
+    let rec2 = record("crm", "k2", "a1", t, t + 30);
+    assert_eq!(store.begin(&rec2, t).await.unwrap(), Begin::Started);
+    let ext2 = external("E-2", 4712, t);
+    assert!(!store
+        .finish(
+            "crm",
+            "k2",
+            "WRONG",
+            &completed(201, "x"),
+            Some(&ext2),
+            t + 1
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .external_payouts(&["E-2".into()], t + 1)
+            .await
+            .unwrap(),
+        vec![]
+    );
+    assert_eq!(store.get("crm", "k2", t + 1).await.unwrap(), Some(rec2));
+    // Nor does a finish on a missing record.
+    assert!(!store
+        .finish(
+            "crm",
+            "nope",
+            "a1",
+            &completed(201, "x"),
+            Some(&ext2),
+            t + 1
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .external_payouts(&["E-2".into()], t + 1)
+            .await
+            .unwrap(),
+        vec![]
+    );
+    // An identical repeat of a successful finish with external (a retried request) answers true.
+    assert!(store
+        .finish(
+            "crm",
+            "k",
+            "a1",
+            &completed(201, "{\"id\":4711}"),
+            Some(&ext),
+            t + 1
+        )
+        .await
+        .unwrap());
+}
+
+on_both!(expire_in_progress_only_past_deadline);
+async fn expire_in_progress_only_past_deadline(s: &Stores) {
+    let store = &*s.delivery;
+    let t = support::now();
+    let rec = record("crm", "k", "a1", t, t + 30);
+    assert_eq!(store.begin(&rec, t).await.unwrap(), Begin::Started);
+    assert!(!store
+        .expire_in_progress("crm", "k", "stale", t + 29)
+        .await
+        .unwrap());
+    assert!(!store
+        .expire_in_progress("crm", "k", "stale", t + 30)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.get("crm", "k", t + 30).await.unwrap(),
+        Some(rec.clone())
+    );
+    assert!(store
+        .expire_in_progress("crm", "k", "stale", t + 31)
+        .await
+        .unwrap());
+    let got = store.get("crm", "k", t + 31).await.unwrap().unwrap();
+    assert_eq!(
+        got,
+        DeliveryRecord {
+            state: DeliveryState::OutcomeUnknown {
+                reason: "stale".into()
+            },
+            updated_at: t + 31,
+            ..rec
+        }
+    );
+    assert!(!store
+        .expire_in_progress("crm", "k", "again", t + 32)
+        .await
+        .unwrap());
+    assert!(!store
+        .expire_in_progress("crm", "missing", "x", t + 32)
+        .await
+        .unwrap());
+
+    let rec2 = record("crm", "k2", "a1", t, t + 30);
+    assert_eq!(store.begin(&rec2, t).await.unwrap(), Begin::Started);
+    assert!(store
+        .finish("crm", "k2", "a1", &completed(200, "ok"), None, t + 1)
+        .await
+        .unwrap());
+    assert!(!store
+        .expire_in_progress("crm", "k2", "x", t + 100)
+        .await
+        .unwrap());
+}
+
+on_both!(resolve_only_unknown_or_stale);
+async fn resolve_only_unknown_or_stale(s: &Stores) {
+    let store = &*s.delivery;
+    let t = support::now();
+    let ok = completed(201, "{\"id\":9}");
+
+    // Live IN_PROGRESS: not yet.
+    let live = record("crm", "live", "a1", t, t + 30);
+    assert_eq!(store.begin(&live, t).await.unwrap(), Begin::Started);
+    assert!(!store
+        .resolve("crm", "live", &ok, None, t + 30)
+        .await
+        .unwrap());
+    // Stale IN_PROGRESS: yes.
+    let ext = external("E-9", 9, t);
+    assert!(store
+        .resolve("crm", "live", &ok, Some(&ext), t + 31)
+        .await
+        .unwrap());
+    let got = store.get("crm", "live", t + 31).await.unwrap().unwrap();
+    assert_eq!((got.state, got.updated_at), (ok.clone(), t + 31));
+    assert_eq!(
+        store
+            .external_payouts(&["E-9".into()], t + 31)
+            .await
+            .unwrap(),
+        vec![ext]
+    );
+    // Completed: no more.
+    assert!(!store
+        .resolve("crm", "live", &failed(400, "x"), None, t + 32)
+        .await
+        .unwrap());
+
+    // OutcomeUnknown: yes, to Failed as well.
+    let unk = record("crm", "unk", "a1", t, t + 30);
+    assert_eq!(store.begin(&unk, t).await.unwrap(), Begin::Started);
+    assert!(store
+        .expire_in_progress("crm", "unk", "stale", t + 31)
+        .await
+        .unwrap());
+    assert!(store
+        .resolve("crm", "unk", &failed(0, "never sent"), None, t + 32)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .get("crm", "unk", t + 32)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        failed(0, "never sent")
+    );
+    // Failed: no.
+    assert!(!store
+        .resolve("crm", "unk", &ok, None, t + 33)
+        .await
+        .unwrap());
+    // Missing: no.
+    assert!(!store
+        .resolve("crm", "missing", &ok, None, t + 33)
+        .await
+        .unwrap());
+    // A failed resolve writes no external item.
+    let ext2 = external("E-10", 10, t);
+    assert!(!store
+        .resolve("crm", "unk", &ok, Some(&ext2), t + 33)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .external_payouts(&["E-10".into()], t + 33)
+            .await
+            .unwrap(),
+        vec![]
+    );
+    // Only to Completed or Failed.
+    let bad = DeliveryState::OutcomeUnknown { reason: "x".into() };
+    assert!(matches!(
+        store.resolve("crm", "unk", &bad, None, t + 33).await,
+        Err(StoreError::Refused(_))
+    ));
+}
+
+on_both!(pending_lists_what_needs_a_person);
+async fn pending_lists_what_needs_a_person(s: &Stores) {
+    let store = &*s.delivery;
+    let t = support::now();
+    assert_eq!(store.pending(t).await.unwrap(), vec![]);
+    // created_at orders the answer.
+    let live = record("crm", "live", "a", t, t + 100);
+    let stale = record("crm", "stale", "a", t + 1, t + 10);
+    let unknown = record("crm", "unknown", "a", t + 2, t + 10);
+    let done = record("crm", "done", "a", t + 3, t + 10);
+    let fail = record("crm", "fail", "a", t + 4, t + 10);
+    let mut gone = record("crm", "gone", "a", t + 5, t + 10);
+    gone.expires_at = t + 20;
+    for r in [&live, &stale, &unknown, &done, &fail, &gone] {
+        assert_eq!(store.begin(r, r.created_at).await.unwrap(), Begin::Started);
+    }
+    assert!(store
+        .expire_in_progress("crm", "unknown", "stale", t + 11)
+        .await
+        .unwrap());
+    assert!(store
+        .expire_in_progress("crm", "gone", "stale", t + 11)
+        .await
+        .unwrap());
+    assert!(store
+        .finish("crm", "done", "a", &completed(200, "ok"), None, t + 5)
+        .await
+        .unwrap());
+    assert!(store
+        .finish("crm", "fail", "a", &failed(400, "no"), None, t + 5)
+        .await
+        .unwrap());
+
+    let keys = |v: Vec<DeliveryRecord>| v.into_iter().map(|r| r.key).collect::<Vec<_>>();
+    // At t+10 `stale` is exactly at its deadline: not yet pending.
+    assert_eq!(
+        keys(store.pending(t + 12).await.unwrap()),
+        ["stale", "unknown", "gone"]
+    );
+    assert_eq!(
+        keys(store.pending(t + 10).await.unwrap()),
+        ["unknown", "gone"]
+    );
+    // `gone` expires (TTL) at t+20.
+    let at = t + 20;
+    let pending = store.pending(at).await.unwrap();
+    assert_eq!(keys(pending.clone()), ["stale", "unknown"]);
+    assert_eq!(
+        pending[1].state,
+        DeliveryState::OutcomeUnknown {
+            reason: "stale".into()
+        }
+    );
+    assert!(store
+        .resolve("crm", "unknown", &completed(201, "x"), None, at)
+        .await
+        .unwrap());
+    assert_eq!(keys(store.pending(at).await.unwrap()), ["stale"]);
+    // The live record becomes pending once its deadline has passed.
+    assert_eq!(
+        keys(store.pending(t + 101).await.unwrap()),
+        ["live", "stale"]
+    );
+}
+
+on_both!(ttl_expired_is_absent);
+async fn ttl_expired_is_absent(s: &Stores) {
+    let store = &*s.delivery;
+    let t = support::now();
+    let mut rec = record("crm", "k", "a1", t, t + 30);
+    rec.expires_at = t + 10;
+    assert_eq!(store.begin(&rec, t).await.unwrap(), Begin::Started);
+    assert!(store.get("crm", "k", t + 9).await.unwrap().is_some());
+    assert_eq!(store.get("crm", "k", t + 10).await.unwrap(), None);
+    // Expired records take no transitions …
+    assert!(!store
+        .finish("crm", "k", "a1", &completed(200, "x"), None, t + 10)
+        .await
+        .unwrap());
+    assert!(!store
+        .expire_in_progress("crm", "k", "x", t + 40)
+        .await
+        .unwrap());
+    assert!(!store
+        .resolve("crm", "k", &completed(200, "x"), None, t + 40)
+        .await
+        .unwrap());
+    // … and are overwritten by a new begin, whatever their state.
+    let again = record("crm", "k", "a2", t + 10, t + 40);
+    assert_eq!(store.begin(&again, t + 10).await.unwrap(), Begin::Started);
+    assert_eq!(store.get("crm", "k", t + 10).await.unwrap(), Some(again));
+
+    let mut done = record("crm", "done", "a1", t, t + 30);
+    done.expires_at = t + 10;
+    assert_eq!(store.begin(&done, t).await.unwrap(), Begin::Started);
+    assert!(store
+        .finish("crm", "done", "a1", &completed(200, "x"), None, t + 1)
+        .await
+        .unwrap());
+    assert!(matches!(
+        store
+            .begin(&record("crm", "done", "a2", t + 9, t + 40), t + 9)
+            .await
+            .unwrap(),
+        Begin::Existing(_)
+    ));
+    assert_eq!(
+        store
+            .begin(&record("crm", "done", "a3", t + 10, t + 40), t + 10)
+            .await
+            .unwrap(),
+        Begin::Started
+    );
+
+    // External payouts expire too.
+    let rec = record("crm", "e", "a1", t, t + 30);
+    assert_eq!(store.begin(&rec, t).await.unwrap(), Begin::Started);
+    let mut ext = external("E-old", 1, t);
+    ext.expires_at = t + 5;
+    assert!(store
+        .finish("crm", "e", "a1", &completed(201, "x"), Some(&ext), t + 1)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .external_payouts(&["E-old".into()], t + 4)
+            .await
+            .unwrap(),
+        vec![ext]
+    );
+    assert_eq!(
+        store
+            .external_payouts(&["E-old".into()], t + 5)
+            .await
+            .unwrap(),
+        vec![]
+    );
+}
+
+on_both!(external_payouts_lookup);
+async fn external_payouts_lookup(s: &Stores) {
+    let store = &*s.delivery;
+    let t = support::now();
+    assert_eq!(store.external_payouts(&[], t).await.unwrap(), vec![]);
+    let mut all = Vec::new();
+    for i in 0..6u64 {
+        let key = format!("k{i}");
+        let rec = record("crm", &key, "a", t, t + 30);
+        assert_eq!(store.begin(&rec, t).await.unwrap(), Begin::Started);
+        let ext = external(&format!("E{i}"), 1000 + i, t);
+        assert!(store
+            .finish("crm", &key, "a", &completed(201, "x"), Some(&ext), t)
+            .await
+            .unwrap());
+        all.push(ext);
+    }
+    // Answers follow the order asked, skip unknown ids and name duplicates once.
+    let ids: Vec<String> = ["E5", "E0", "missing", "E3", "E0", "E1", "E2", "E4", "E5"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let got = store.external_payouts(&ids, t).await.unwrap();
+    let expected: Vec<ExternalPayout> =
+        [5, 0, 3, 1, 2, 4].iter().map(|&i| all[i].clone()).collect();
+    assert_eq!(got, expected);
+    // A later payout under the same externalId replaces the earlier one.
+    let rec = record("crm", "again", "a", t, t + 30);
+    assert_eq!(store.begin(&rec, t).await.unwrap(), Begin::Started);
+    let newer = external("E0", 2000, t);
+    assert!(store
+        .finish("crm", "again", "a", &completed(201, "x"), Some(&newer), t)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.external_payouts(&["E0".into()], t).await.unwrap(),
+        vec![newer]
+    );
+}
+
+on_both!(concurrent_begins_one_started);
+async fn concurrent_begins_one_started(s: &Stores) {
+    let t = support::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let store = Arc::clone(&s.delivery);
+        tasks.spawn(async move {
+            let rec = record("crm", "hot", &format!("attempt-{i}"), t, t + 30);
+            store.begin(&rec, t).await
+        });
+    }
+    let mut started = 0;
+    let mut existing_attempts = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined.unwrap().unwrap() {
+            Begin::Started => started += 1,
+            Begin::Existing(rec) => existing_attempts.push(rec.attempt),
+        }
+    }
+    assert_eq!(started, 1);
+    assert_eq!(existing_attempts.len(), 49);
+    let winner = s
+        .delivery
+        .get("crm", "hot", t)
+        .await
+        .unwrap()
+        .unwrap()
+        .attempt;
+    assert!(
+        existing_attempts.iter().all(|a| *a == winner),
+        "{existing_attempts:?}"
+    );
+}
+
+on_both!(concurrent_finish_and_expire_one_wins);
+async fn concurrent_finish_and_expire_one_wins(s: &Stores) {
+    let t = support::now();
+    for i in 0..10 {
+        let key = format!("race{i}");
+        let rec = record("crm", &key, "a1", t, t + 30);
+        assert_eq!(s.delivery.begin(&rec, t).await.unwrap(), Begin::Started);
+        let (a, b) = (Arc::clone(&s.delivery), Arc::clone(&s.delivery));
+        let (k1, k2) = (key.clone(), key.clone());
+        let ext = external(&format!("R{i}"), i, t);
+        let finish = tokio::spawn(async move {
+            a.finish("crm", &k1, "a1", &completed(201, "x"), Some(&ext), t + 31)
+                .await
+        });
+        let expire =
+            tokio::spawn(async move { b.expire_in_progress("crm", &k2, "stale", t + 31).await });
+        let (finished, expired) = (
+            finish.await.unwrap().unwrap(),
+            expire.await.unwrap().unwrap(),
+        );
+        assert!(finished ^ expired, "finish={finished} expire={expired}");
+        let state = s
+            .delivery
+            .get("crm", &key, t + 31)
+            .await
+            .unwrap()
+            .unwrap()
+            .state;
+        let ext_found = !s
+            .delivery
+            .external_payouts(&[format!("R{i}")], t + 31)
+            .await
+            .unwrap()
+            .is_empty();
+        assert_eq!(finished, state == completed(201, "x"));
+        assert_eq!(finished, ext_found);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token store contract
+
+on_both!(token_save_load_invalidate);
+async fn token_save_load_invalidate(s: &Stores) {
+    let store = &*s.token;
+    let t = support::now();
+    assert_eq!(store.load().await.unwrap(), None);
+    store.invalidate(&Secret::new("none")).await.unwrap();
+    let old = CachedToken {
+        token: Secret::new("tok-1"),
+        expires_at: t + 60,
+    };
+    let new = CachedToken {
+        token: Secret::new("tok-2"),
+        expires_at: t + 3600,
+    };
+    store.save(&old).await.unwrap();
+    assert_eq!(store.load().await.unwrap(), Some(old.clone()));
+    store.save(&new).await.unwrap();
+    assert_eq!(store.load().await.unwrap(), Some(new.clone()));
+    // A 401 on the old token must not throw away the new one.
+    store.invalidate(&old.token).await.unwrap();
+    assert_eq!(store.load().await.unwrap(), Some(new.clone()));
+    store.invalidate(&new.token).await.unwrap();
+    assert_eq!(store.load().await.unwrap(), None);
+    // Expired tokens are returned; the caller checks expires_at.
+    let expired = CachedToken {
+        token: Secret::new("tok-3"),
+        expires_at: t - 10,
+    };
+    store.save(&expired).await.unwrap();
+    assert_eq!(store.load().await.unwrap(), Some(expired));
+}
+
+on_both!(lease_exclusive_and_retakeable);
+async fn lease_exclusive_and_retakeable(s: &Stores) {
+    let store = &*s.token;
+    let t = support::now();
+    assert!(store.try_lease("a", t, 30).await.unwrap());
+    assert!(!store.try_lease("b", t + 1, 30).await.unwrap());
+    // The holder may take it again; that extends it (to t+32).
+    assert!(store.try_lease("a", t + 2, 30).await.unwrap());
+    assert!(!store.try_lease("b", t + 31, 30).await.unwrap());
+    // Run out: anybody may take it.
+    assert!(store.try_lease("b", t + 32, 30).await.unwrap());
+    // Only the holder's release counts.
+    store.release_lease("a").await.unwrap();
+    assert!(!store.try_lease("c", t + 33, 30).await.unwrap());
+    store.release_lease("b").await.unwrap();
+    assert!(store.try_lease("c", t + 33, 30).await.unwrap());
+    store.release_lease("c").await.unwrap();
+    store.release_lease("c").await.unwrap();
+    // The token is a separate item.
+    assert_eq!(store.load().await.unwrap(), None);
+}
+
+on_both!(concurrent_leases_one_holder);
+async fn concurrent_leases_one_holder(s: &Stores) {
+    let t = support::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let store = Arc::clone(&s.token);
+        tasks.spawn(async move { store.try_lease(&format!("owner-{i}"), t, 30).await });
+    }
+    let mut held = 0;
+    while let Some(joined) = tasks.join_next().await {
+        held += usize::from(joined.unwrap().unwrap());
+    }
+    assert_eq!(held, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// DynamoDB only: table set-up and error mapping
+
+#[tokio::test]
+async fn dynamodb_create_table_is_idempotent() {
+    let s = Stores::dynamodb().await;
+    let (client, table) = s.dynamo.clone().unwrap();
+    create_table(&client, &table).await.unwrap();
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+    let ttl = ttl.time_to_live_description().unwrap();
+    assert_eq!(ttl.attribute_name(), Some("ttl"));
+    let desc = client
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+    let gsis = desc.table().unwrap().global_secondary_indexes();
+    assert_eq!(gsis.len(), 1);
+    assert_eq!(gsis[0].index_name(), Some("open-index"));
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn dynamodb_missing_table_is_not_found() {
+    let conf = support::emulator_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&conf);
+    let store = DynamoDeliveryStore::new(client.clone(), "no-such-table-here");
+    let t = support::now();
+    match store.get("crm", "k", t).await {
+        Err(StoreError::NotFound(msg)) => {
+            assert!(msg.contains("ResourceNotFoundException"), "{msg}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let tokens = DynamoTokenStore::new(client, "no-such-table-here");
+    assert!(matches!(tokens.load().await, Err(StoreError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn dynamodb_unreachable_is_unavailable_and_bounded() {
+    // A loopback port nobody listens on: connection refused on every attempt.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let base = support::emulator_config().await;
+    // Service-level endpoint: beats AWS_ENDPOINT_URL from the environment.
+    let conf = aws_sdk_dynamodb::config::Builder::from(&base)
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .build();
+    let store = DynamoDeliveryStore::new(aws_sdk_dynamodb::Client::from_conf(conf), "t");
+    let started = Instant::now();
+    let result = store.get("crm", "k", support::now()).await;
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn dynamodb_malformed_item_is_corrupt() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let s = Stores::dynamodb().await;
+    let (client, table) = s.dynamo.clone().unwrap();
+    client
+        .put_item()
+        .table_name(&table)
+        .item("pk", AttributeValue::S("DELIVERY#crm#bad".into()))
+        .item("state", AttributeValue::S("SOMETHING_NEW".into()))
+        .send()
+        .await
+        .unwrap();
+    let t = support::now();
+    assert!(matches!(
+        s.delivery.get("crm", "bad", t).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn dynamodb_external_payouts_beyond_one_batch() {
+    use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+    let s = Stores::dynamodb().await;
+    let (client, table) = s.dynamo.clone().unwrap();
+    let t = support::now();
+    // 230 EXTERNAL items written directly (BatchWriteItem, 25 a call): more than two
+    // BatchGetItem calls' worth (100 keys each).
+    let mut all = Vec::new();
+    for chunk in (0..230u64).collect::<Vec<_>>().chunks(25) {
+        let mut writes = Vec::new();
+        for &i in chunk {
+            let ext = external(&format!("B{i}"), 10_000 + i, t);
+            let item = [
+                ("pk", AttributeValue::S(format!("EXTERNAL#B{i}"))),
+                ("external_id", AttributeValue::S(ext.external_id.clone())),
+                ("payout_id", AttributeValue::N(ext.payout_id.to_string())),
+                ("route", AttributeValue::S(ext.route.clone())),
+                ("ttl", AttributeValue::N(ext.expires_at.to_string())),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            let put = PutRequest::builder().set_item(Some(item)).build().unwrap();
+            writes.push(WriteRequest::builder().put_request(put).build());
+            all.push(ext);
+        }
+        let out = client
+            .batch_write_item()
+            .request_items(&table, writes)
+            .send()
+            .await
+            .unwrap();
+        assert!(out.unprocessed_items().is_none_or(|u| u.is_empty()));
+    }
+    let mut ids: Vec<String> = all.iter().rev().map(|e| e.external_id.clone()).collect();
+    ids.insert(150, "missing".into());
+    let got = s.delivery.external_payouts(&ids, t).await.unwrap();
+    all.reverse();
+    assert_eq!(got, all);
+    s.cleanup().await;
+}
