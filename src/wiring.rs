@@ -40,11 +40,21 @@ fn uses_secrets_manager(settings: &Settings, routes: &RoutesFile) -> bool {
         })
 }
 
-/// The routes file named by `BRIDGE_CONFIG`.
+/// The routes file compiled into the binary (`BRIDGE_CONFIG=embedded`): `infra/routes.yaml`
+/// as it was at build time. The deployed function reads no file and makes no call for it.
+pub const EMBEDDED_ROUTES: &str = include_str!("../infra/routes.yaml");
+
+/// The routes file named by `BRIDGE_CONFIG`: a path, or `embedded`.
 pub fn routes_file(settings: &Settings) -> Result<RoutesFile, ConfigError> {
     let path = settings.routes_path.as_ref().ok_or_else(|| {
-        ConfigError("BRIDGE_CONFIG is not set: it must name the routes file (YAML)".into())
+        ConfigError(
+            "BRIDGE_CONFIG is not set: it must name the routes file (YAML), or be `embedded`"
+                .into(),
+        )
     })?;
+    if path.as_os_str() == "embedded" {
+        return RoutesFile::parse(EMBEDDED_ROUTES, "embedded infra/routes.yaml");
+    }
     RoutesFile::load(path)
 }
 

@@ -220,15 +220,19 @@ pub async fn start_bridge(
     routes: &str,
     vars: &[(&str, &str)],
 ) -> TestBridge {
-    let panel: Arc<dyn PanelApi> = Arc::new(
+    start_bridge_full(panel_client(panel_url), password, routes, vars, &[]).await
+}
+
+/// The real panel client for `panel_url`, with short test timeouts.
+pub fn panel_client(panel_url: &str) -> Arc<dyn PanelApi> {
+    Arc::new(
         PanelClient::new(&PanelClientConfig {
             base_url: panel_url.to_string(),
             connect_timeout: Duration::from_millis(500),
             request_timeout: Duration::from_millis(1500),
         })
         .expect("panel client"),
-    );
-    start_bridge_with(panel, password, routes, vars).await
+    )
 }
 
 /// Same, with any panel adapter.
@@ -238,11 +242,26 @@ pub async fn start_bridge_with(
     routes: &str,
     vars: &[(&str, &str)],
 ) -> TestBridge {
+    start_bridge_full(panel, password, routes, vars, &[]).await
+}
+
+/// Same, with more secrets (reference → value) for the routes.
+pub async fn start_bridge_full(
+    panel: Arc<dyn PanelApi>,
+    password: &str,
+    routes: &str,
+    vars: &[(&str, &str)],
+    extra_secrets: &[(&str, &str)],
+) -> TestBridge {
     let settings = settings(vars);
-    let secrets: Arc<dyn SecretSource> = Arc::new(MapSecrets(HashMap::from([
+    let mut map = HashMap::from([
         ("env:PAYOUTS_KEY".to_string(), TEST_KEY.to_string()),
         ("test:panel-password".to_string(), password.to_string()),
-    ])));
+    ]);
+    for (k, v) in extra_secrets {
+        map.insert(k.to_string(), v.to_string());
+    }
+    let secrets: Arc<dyn SecretSource> = Arc::new(MapSecrets(map));
     let file = RoutesFile::parse(routes, "test routes").expect("routes");
     let built = build::build_routes(&file, secrets.as_ref())
         .await
