@@ -226,6 +226,15 @@ async fn post_signed(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// (what, body, webhook-id, webhook-timestamp, webhook-signature)
+type BadCase<'a> = (
+    &'a str,
+    Vec<u8>,
+    Option<&'a str>,
+    Option<i64>,
+    Option<&'a str>,
+);
+
 const PAYROLL_SECRET: &str = "whsec_cGF5b3V0LWJyaWRnZS1sb2NhbC10ZXN0LWtleSEh";
 
 #[tokio::test]
@@ -350,7 +359,7 @@ async fn bad_signatures_are_401_and_reach_nothing() {
     let pos = tampered.iter().position(|&c| c == b'1').unwrap();
     tampered[pos] = b'9';
 
-    let cases: Vec<(&str, Vec<u8>, Option<&str>, Option<i64>, Option<&str>)> = vec![
+    let cases: Vec<BadCase> = vec![
         (
             "tampered body",
             tampered,
