@@ -88,8 +88,10 @@ pub fn init_logs(json: bool) {
         builder
             .json()
             .flatten_event(true)
+            // `span`: the innermost span's fields (route, idempotency key, action);
+            // `spans`: all of them, outermost first (the Lambda request id, the route).
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .with_ansi(false)
             .try_init()
     } else {

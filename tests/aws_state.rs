@@ -9,38 +9,6 @@ use common::*;
 use serde_json::{json, Value};
 use std::process::Command;
 
-struct Aws {
-    table: String,
-    secret_id: String,
-    sm: aws_sdk_secretsmanager::Client,
-}
-
-async fn aws(password: &str) -> Aws {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    assert!(
-        !endpoint.is_empty(),
-        "AWS_ENDPOINT_URL is not set: these tests run against moto's server; run scripts/test.sh"
-    );
-    let sdk = payout_bridge::aws::sdk_config().await;
-    let table = format!("bridge-test-{}", unique());
-    payout_bridge::store::dynamodb::create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
-        .await
-        .expect("create table");
-    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
-    let secret_id = format!("panel-password-{}", unique());
-    sm.create_secret()
-        .name(&secret_id)
-        .secret_string(json!({ "apiKey": password }).to_string())
-        .send()
-        .await
-        .expect("create secret");
-    Aws {
-        table,
-        secret_id,
-        sm,
-    }
-}
-
 fn bridge_env(sim: &Proc, aws: &Aws, routes: &std::path::Path) -> Vec<(&'static str, String)> {
     vec![
         ("PANEL_URL", sim.url.clone()),

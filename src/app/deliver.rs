@@ -313,7 +313,10 @@ impl Bridge {
             .map_err(state_unavailable)?
         {
             Begin::Existing(existing) => {
-                return self.answer_existing(route, existing, &fingerprint).await
+                let previous = existing.state.name();
+                let answer = self.answer_existing(route, existing, &fingerprint).await;
+                log_outcome(&answer, if answer.is_ok() { "REPLAYED" } else { previous });
+                return answer;
             }
             Begin::Started => {}
         }
@@ -355,6 +358,7 @@ impl Bridge {
         };
         self.settle(route, key, &attempt, &state, external.as_ref())
             .await;
+        log_outcome(&answer, state.name());
         answer
     }
 
@@ -632,6 +636,24 @@ impl Bridge {
                 reason,
             ),
         }
+    }
+}
+
+/// One line per command: its outcome, status, error type and the panel's payout id.
+fn log_outcome(answer: &Result<Success, BridgeError>, outcome: &str) {
+    match answer {
+        Ok(s) => tracing::info!(
+            outcome,
+            status = s.status,
+            payout_id = s.body["payments"][0]["id"].as_u64(),
+            "command settled"
+        ),
+        Err(e) => tracing::info!(
+            outcome,
+            status = e.status(),
+            error_type = e.kind.type_name(),
+            "command settled"
+        ),
     }
 }
 

@@ -306,3 +306,39 @@ pub async fn post_hook(url: &str, route: &str, body: &Value) -> reqwest::Respons
         .await
         .expect("post")
 }
+
+// ---------------------------------------------------------------------------------------------
+// The AWS emulator (moto), started by scripts/test.sh
+
+/// A fresh table and panel-password secret on the emulator at `AWS_ENDPOINT_URL`.
+pub struct Aws {
+    pub table: String,
+    pub secret_id: String,
+    pub sm: aws_sdk_secretsmanager::Client,
+}
+
+pub async fn aws(password: &str) -> Aws {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        !endpoint.is_empty(),
+        "AWS_ENDPOINT_URL is not set: these tests run against moto's server; run scripts/test.sh"
+    );
+    let sdk = payout_bridge::aws::sdk_config().await;
+    let table = format!("bridge-test-{}", unique());
+    payout_bridge::store::dynamodb::create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
+        .await
+        .expect("create table");
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let secret_id = format!("panel-password-{}", unique());
+    sm.create_secret()
+        .name(&secret_id)
+        .secret_string(json!({ "apiKey": password }).to_string())
+        .send()
+        .await
+        .expect("create secret");
+    Aws {
+        table,
+        secret_id,
+        sm,
+    }
+}
