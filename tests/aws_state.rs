@@ -310,3 +310,84 @@ async fn cancel_by_external_ids_cancels_the_right_payouts_and_reports_unknown_on
     assert_ne!(status_of(ids[1]), "CANCELLED");
     assert_eq!(status_of(ids[2]), "CANCELLED");
 }
+
+mod token_lease {
+    use super::common::*;
+    use payout_bridge::app::password::PasswordProvider;
+    use payout_bridge::app::token::{TokenManager, TokenSettings};
+    use payout_bridge::ports::{SystemClock, TokenStore};
+    use payout_bridge::store::dynamodb::DynamoTokenStore;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    async fn instance(
+        sim: &Proc,
+        store: Arc<dyn TokenStore>,
+        settings: TokenSettings,
+    ) -> Arc<TokenManager> {
+        let secrets = Arc::new(MapSecrets(HashMap::from([(
+            "test:pw".to_string(),
+            "sim-password".to_string(),
+        )])));
+        Arc::new(TokenManager::new(
+            panel_client(&sim.url),
+            store,
+            PasswordProvider::new(secrets, "test:pw"),
+            Arc::new(SystemClock),
+            settings,
+        ))
+    }
+
+    async fn dynamo_tokens() -> Arc<dyn TokenStore> {
+        let aws = aws("unused").await;
+        let sdk = payout_bridge::aws::sdk_config().await;
+        Arc::new(DynamoTokenStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            aws.table,
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_cold_instances_authenticates_once() {
+        let sim = panel_sim(&[]);
+        let store = dynamo_tokens().await;
+        let mut managers = Vec::new();
+        for _ in 0..8 {
+            managers.push(instance(&sim, store.clone(), TokenSettings::default()).await);
+        }
+        let tasks: Vec<_> = managers
+            .iter()
+            .cloned()
+            .map(|m| tokio::spawn(async move { m.token().await.map(|t| t.expose().to_string()) }))
+            .collect();
+        let mut tokens = std::collections::BTreeSet::new();
+        for t in tasks {
+            tokens.insert(t.await.unwrap().expect("token"));
+        }
+        assert_eq!(tokens.len(), 1, "every instance uses the one token");
+        assert_eq!(counter(&sim_state(&sim).await, "authenticate"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_dead_lease_holder_delays_but_does_not_block() {
+        let sim = panel_sim(&[]);
+        let store = dynamo_tokens().await;
+        // Somebody took the lease and died.
+        let now = chrono::Utc::now().timestamp();
+        assert!(store.try_lease("dead-instance", now, 60).await.unwrap());
+        let settings = TokenSettings {
+            lease_wait: Duration::from_millis(400),
+            ..TokenSettings::default()
+        };
+        let m = instance(&sim, store.clone(), settings).await;
+        let started = std::time::Instant::now();
+        m.token().await.expect("falls back to authenticating");
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        assert_eq!(counter(&sim_state(&sim).await, "authenticate"), 1);
+        // And the token it got is shared with the next cold instance.
+        let next = instance(&sim, store, TokenSettings::default()).await;
+        next.token().await.unwrap();
+        assert_eq!(counter(&sim_state(&sim).await, "authenticate"), 1);
+    }
+}
