@@ -100,7 +100,10 @@ pub fn run_id() -> String {
 
 /// Against the emulator named by `AWS_ENDPOINT_URL` (moto): creates `table` (idempotent) and
 /// the two secrets (created, or given a new current value). Returns the SDK configuration.
-pub async fn moto_setup(table: &str, panel_password: &str) -> anyhow::Result<aws_config::SdkConfig> {
+pub async fn moto_setup(
+    table: &str,
+    panel_password: &str,
+) -> anyhow::Result<aws_config::SdkConfig> {
     anyhow::ensure!(
         std::env::var_os("AWS_ENDPOINT_URL").is_some(),
         "AWS_ENDPOINT_URL is not set: point it at a moto server (scripts/bench-*.sh do)"

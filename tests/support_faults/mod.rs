@@ -118,8 +118,12 @@ pub fn client() -> reqwest::Client {
 }
 
 pub async fn sim_state(sim: &Proc) -> Value {
+    sim_state_at(&sim.url).await
+}
+
+pub async fn sim_state_at(sim_url: &str) -> Value {
     client()
-        .get(format!("{}/sim/state", sim.url))
+        .get(format!("{sim_url}/sim/state"))
         .send()
         .await
         .expect("sim state")
@@ -129,8 +133,12 @@ pub async fn sim_state(sim: &Proc) -> Value {
 }
 
 pub async fn sim_post(sim: &Proc, path: &str, body: Value) {
+    sim_post_at(&sim.url, path, body).await;
+}
+
+pub async fn sim_post_at(sim_url: &str, path: &str, body: Value) {
     let resp = client()
-        .post(format!("{}{}", sim.url, path))
+        .post(format!("{sim_url}{path}"))
         .json(&body)
         .send()
         .await
@@ -545,7 +553,14 @@ impl Moto {
         );
         let port = free_port();
         let child = Command::new(python)
-            .args(["-c", MOTO_SERIALIZED, "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-c",
+                MOTO_SERIALIZED,
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -1,0 +1,158 @@
+//! The Lambda entry for real: payout-bridge started with `AWS_LAMBDA_RUNTIME_API` pointing at a
+//! stub of the Lambda Runtime API, given an API Gateway v2 event from `events/`, answering
+//! through lambda_runtime; and a missing table or secret stops the init with a clear message.
+
+mod common;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::Router;
+use common::*;
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const RUNTIME_ENV: &[(&str, &str)] = &[
+    ("AWS_LAMBDA_FUNCTION_NAME", "payout-bridge"),
+    ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+    ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+    ("AWS_LAMBDA_LOG_STREAM_NAME", "test-stream"),
+    ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/payout-bridge"),
+];
+
+#[derive(Clone)]
+struct Stub {
+    events: Arc<Mutex<Vec<String>>>,
+    responses: mpsc::UnboundedSender<(String, Value)>,
+}
+
+async fn next(State(stub): State<Stub>) -> (HeaderMap, String) {
+    let event = stub.events.lock().unwrap().pop();
+    match event {
+        Some(event) => {
+            let mut h = HeaderMap::new();
+            h.insert("lambda-runtime-aws-request-id", "req-1".parse().unwrap());
+            let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
+            h.insert(
+                "lambda-runtime-deadline-ms",
+                deadline.to_string().parse().unwrap(),
+            );
+            h.insert(
+                "lambda-runtime-invoked-function-arn",
+                "arn:aws:lambda:us-east-1:123456789012:function:payout-bridge"
+                    .parse()
+                    .unwrap(),
+            );
+            (h, event)
+        }
+        // No more work: hold the long poll like the real Runtime API does.
+        None => std::future::pending().await,
+    }
+}
+
+async fn respond(State(stub): State<Stub>, Path(id): Path<String>, body: String) -> &'static str {
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    let _ = stub.responses.send((id, v));
+    "{}"
+}
+
+async fn start_stub(event: String) -> (String, mpsc::UnboundedReceiver<(String, Value)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let stub = Stub {
+        events: Arc::new(Mutex::new(vec![event])),
+        responses: tx,
+    };
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(respond),
+        )
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(respond))
+        .with_state(stub);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr.to_string(), rx)
+}
+
+#[tokio::test]
+async fn an_api_gateway_event_becomes_a_payout_through_the_lambda_runtime() {
+    let sim = panel_sim(&[]);
+    let root = env!("CARGO_MANIFEST_DIR");
+    let event = std::fs::read_to_string(format!("{root}/events/canonical-create.json")).unwrap();
+    let (runtime_api, mut responses) = start_stub(event).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_payout-bridge"))
+        .envs(RUNTIME_ENV.iter().copied())
+        .env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
+        .env("BRIDGE_LOCAL_STATE", "memory")
+        .env("PANEL_URL", &sim.url)
+        .env("PANEL_PASSWORD", "sim-password")
+        .env("BRIDGE_CONFIG", format!("{root}/events/routes.yaml"))
+        .env("PAYOUTS_KEY", "local-payouts-key")
+        .env("FORM_API_KEY", "form-local-key")
+        .env("CRM_SIGNING_SECRET", "crm-local-secret")
+        .env(
+            "PAYROLL_WEBHOOK_SECRET",
+            "whsec_cGF5b3V0LWJyaWRnZS1sb2NhbC10ZXN0LWtleSEh",
+        )
+        .env_remove("BRIDGE_TABLE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(30), responses.recv()).await;
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let (id, response) = answer
+        .unwrap_or_else(|_| {
+            panic!(
+                "no answer; stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+        .unwrap();
+    assert_eq!(id, "req-1");
+    assert_eq!(response["statusCode"], 201, "{response}");
+    let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert!(body["payments"][0]["id"].is_u64(), "{body}");
+    assert_eq!(payouts(&sim_state(&sim).await).len(), 1);
+    // Logs are JSON lines carrying the Lambda request id.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let settled = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "command settled")
+        .unwrap_or_else(|| panic!("no JSON 'command settled' line:\n{stderr}"));
+    assert!(settled.to_string().contains("req-1"), "{settled}");
+}
+
+fn init_error(vars: &[(&str, &str)]) -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(env!("CARGO_BIN_EXE_payout-bridge"))
+        .envs(RUNTIME_ENV.iter().copied())
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env("PANEL_URL", "http://127.0.0.1:9")
+        .env("BRIDGE_CONFIG", format!("{root}/events/routes.yaml"))
+        .env_remove("BRIDGE_TABLE")
+        .env_remove("PANEL_PASSWORD_SECRET_ID")
+        .env_remove("BRIDGE_LOCAL_STATE")
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn a_missing_table_or_secret_stops_the_init_with_a_clear_message() {
+    let err = init_error(&[("PANEL_PASSWORD_SECRET_ID", "panel-password")]);
+    assert!(err.contains("BRIDGE_TABLE is not set"), "{err}");
+    let err = init_error(&[("BRIDGE_TABLE", "payout-bridge"), ("PANEL_PASSWORD", "x")]);
+    assert!(err.contains("PANEL_PASSWORD_SECRET_ID is not set"), "{err}");
+}
