@@ -94,5 +94,7 @@ echo "==> cargo fmt --check"
 cargo fmt --check
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+echo "==> deployment checks: cfn-lint, sam validate --lint, checkov (scripts/check-template.sh)"
+scripts/check-template.sh
 echo "==> cargo test $*"
 cargo test "$@"

@@ -391,3 +391,59 @@ mod token_lease {
         assert_eq!(counter(&sim_state(&sim).await, "authenticate"), 1);
     }
 }
+
+mod deployed_routes {
+    use super::common::*;
+    use async_trait::async_trait;
+    use payout_bridge::config::routes::RoutesFile;
+    use payout_bridge::ports::{Secret, SecretSource, StoreError};
+    use payout_bridge::secrets::SecretResolver;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Counting(SecretResolver, AtomicUsize);
+
+    #[async_trait]
+    impl SecretSource for Counting {
+        async fn fetch(&self, reference: &str) -> Result<Secret, StoreError> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.fetch(reference).await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_embedded_routes_resolve_from_one_secret_read_once() {
+        let _ = aws("unused").await; // asserts the emulator is there
+        let sdk = payout_bridge::aws::sdk_config().await;
+        let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+        // The secret infra/routes.yaml names; created once per emulator run.
+        let value = serde_json::json!({
+            "payroll": "whsec_cGF5b3V0LWJyaWRnZS1sb2NhbC10ZXN0LWtleSEh",
+            "crm": "crm-secret", "form": "form-key", "payouts": "payouts-key",
+        });
+        let created = sm
+            .create_secret()
+            .name("payout-bridge/route-secrets")
+            .secret_string(value.to_string())
+            .send()
+            .await;
+        if created.is_err() {
+            sm.put_secret_value()
+                .secret_id("payout-bridge/route-secrets")
+                .secret_string(value.to_string())
+                .send()
+                .await
+                .expect("put secret");
+        }
+        let counting = Counting(SecretResolver::new(Some(sm)), AtomicUsize::new(0));
+        let file = RoutesFile::parse(payout_bridge::wiring::EMBEDDED_ROUTES, "embedded").unwrap();
+        let routes = payout_bridge::app::build::build_routes(&file, &counting)
+            .await
+            .expect("every route's secret resolves");
+        assert_eq!(routes.len(), file.routes.len());
+        assert_eq!(
+            counting.1.load(Ordering::SeqCst),
+            1,
+            "one GetSecretValue for six references"
+        );
+    }
+}

@@ -8,7 +8,9 @@ use crate::config::{ConfigError, Settings};
 use crate::domain::Action;
 use crate::inbound::auth::Verifier;
 use crate::mapping::Filter;
-use crate::ports::{Clock, DeliveryStore, PanelApi, SecretSource, TokenStore};
+use crate::ports::{Clock, DeliveryStore, PanelApi, Secret, SecretSource, StoreError, TokenStore};
+use crate::secrets::{json_key_value, parse_reference, SecretRef};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The adapters a bridge runs on.
@@ -27,15 +29,20 @@ pub async fn build_routes(
     secrets: &dyn SecretSource,
 ) -> Result<Vec<Route>, ConfigError> {
     let mut routes = Vec::with_capacity(file.routes.len());
+    // Several routes usually name keys of one JSON secret (`secretsmanager:ID#key`): read each
+    // secret once per start, not once per reference.
+    let mut whole_secrets: HashMap<String, Secret> = HashMap::new();
     for r in &file.routes {
         let mut values = Vec::new();
         for reference in r.auth.secret_refs() {
-            let secret = secrets.fetch(reference).await.map_err(|e| {
-                ConfigError(format!(
-                    "route `{}`, field auth.secrets: cannot read `{reference}`: {e}",
-                    r.name
-                ))
-            })?;
+            let secret = fetch_once(secrets, reference, &mut whole_secrets)
+                .await
+                .map_err(|e| {
+                    ConfigError(format!(
+                        "route `{}`, field auth.secrets: cannot read `{reference}`: {e}",
+                        r.name
+                    ))
+                })?;
             values.push(secret.expose().to_string());
         }
         let verifier = Verifier::new(&r.auth, values)
@@ -62,6 +69,31 @@ pub async fn build_routes(
         });
     }
     Ok(routes)
+}
+
+/// Reads `reference`, fetching a Secrets Manager secret at most once for all its `#key`s.
+async fn fetch_once(
+    secrets: &dyn SecretSource,
+    reference: &str,
+    cache: &mut HashMap<String, Secret>,
+) -> Result<Secret, StoreError> {
+    match parse_reference(reference)? {
+        SecretRef::SecretsManager {
+            id,
+            json_key: Some(key),
+        } => {
+            let whole = match cache.get(id) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = secrets.fetch(&format!("secretsmanager:{id}")).await?;
+                    cache.insert(id.to_string(), s.clone());
+                    s
+                }
+            };
+            json_key_value(id, whole.expose(), key)
+        }
+        _ => secrets.fetch(reference).await,
+    }
 }
 
 /// The limits from the settings.

@@ -78,7 +78,7 @@ pub fn panel_password_from_secret_string(raw: &str) -> Secret {
 }
 
 /// The string under `key` of the JSON object `raw` (secret `id`, named in errors).
-pub(crate) fn json_key_value(id: &str, raw: &str, key: &str) -> Result<Secret, StoreError> {
+pub fn json_key_value(id: &str, raw: &str, key: &str) -> Result<Secret, StoreError> {
     // serde_json's messages can quote input; only its position is reported.
     let value: serde_json::Value = serde_json::from_str(raw).map_err(|e| {
         StoreError::Corrupt(format!(
