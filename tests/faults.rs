@@ -21,7 +21,6 @@ mod support_faults;
 
 use payout_bridge::ports::DeliveryState;
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use support_faults::*;
 
@@ -31,7 +30,6 @@ struct Rig {
     sim_url: String,
     _sim: Option<Proc>,
     aws: Aws,
-    routes: PathBuf,
     env: Vec<(&'static str, String)>,
     bridge: Proc,
     http: reqwest::Client,
@@ -52,7 +50,6 @@ impl Rig {
             sim_url,
             _sim: sim,
             aws,
-            routes,
             env,
             bridge,
             http: client(),
@@ -410,7 +407,9 @@ async fn an_unreachable_panel_is_503_with_retry_after_and_a_redelivery_pays_once
     r.create("no-auth", "2.00").await.assert_created(true);
     let state = sim_state(&sim).await;
     assert_eq!(paid(&state, "panel-down"), 1, "{state}");
-    assert_eq!(counter(&state, "create"), 1, "{state}");
+    // The new panel refused the old token once (re-authenticated, sent again), then created.
+    assert_eq!(counter(&state, "tokenRejected"), 1, "{state}");
+    assert_eq!(counter(&state, "createAccepted"), 1, "{state}");
     drop(sim);
 }
 
@@ -529,4 +528,155 @@ async fn the_state_store_going_away_is_503_state_unavailable_and_nothing_reaches
     }
     assert_eq!(paid(&state, "s-4"), 0);
     drop(switch);
+}
+
+/// A private moto behind a [`Switch`], a simulator, and a bridge whose state store is reached
+/// through the switch.
+async fn rig_behind_switch(extra: &[(&'static str, &str)]) -> (Moto, Switch, Rig) {
+    let moto = Moto::start().await;
+    let aws = Aws::new(&moto.proc.url).await;
+    let switch = Switch::new(moto.addr()).await;
+    let switch_url = switch.url();
+    let mut env: Vec<(&'static str, &str)> = vec![("AWS_ENDPOINT_URL", switch_url.as_str())];
+    env.extend_from_slice(extra);
+    let sim = panel_sim();
+    let r = Rig::on(sim.url.clone(), Some(sim), aws, &env);
+    (moto, switch, r)
+}
+
+/// docs/STATE.md, "Retries of a request whose answer was lost": the SDK retries, the retry
+/// meets the write of the first try, and the adapter recognises its own write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_store_answer_is_retried_and_recognised_as_our_own_write() {
+    let (_moto, switch, r) = rig_behind_switch(&[]).await;
+    r.warm().await;
+
+    // The answer to `begin` (PutItem) is lost once.
+    switch.lose_answers(1);
+    let a = r.create("lost-begin", "1.00").await;
+    assert_eq!(switch.answers_to_lose(), 0, "no store call lost its answer");
+    let id = a.assert_created(false);
+    r.record_matches("lost-begin", &a).await;
+    assert_eq!(
+        r.create("lost-begin", "1.00").await.assert_created(true),
+        id
+    );
+
+    // The answer to `finish` (the transaction with the externalId item) is lost once, while
+    // the create is at the panel.
+    r.faults(json!({"latency_ms": 800})).await;
+    let before = counter(&r.state().await, "create");
+    let (url, http) = (r.bridge.url.clone(), r.http.clone());
+    let inflight = tokio::spawn(async move {
+        deliver_to(&http, &url, "payouts", &create_body("lost-finish", "2.00")).await
+    });
+    let arrived = eventually(Duration::from_secs(5), || async {
+        counter(&r.state().await, "create") > before
+    })
+    .await;
+    assert!(arrived, "the create never reached the panel");
+    switch.lose_answers(1);
+    let a = inflight.await.expect("in-flight delivery");
+    r.faults(json!({"latency_ms": 0})).await;
+    assert_eq!(switch.answers_to_lose(), 0, "no store call lost its answer");
+    let id = a.assert_created(false);
+    r.record_matches("lost-finish", &a).await;
+    assert_eq!(
+        r.create("lost-finish", "2.00").await.assert_created(true),
+        id
+    );
+    // The externalId item was written with it: a cancel by externalId finds the payout.
+    let c = deliver_to(
+        &r.http,
+        &r.bridge.url,
+        "cancel",
+        &json!({"externalIds": ["lost-finish"]}),
+    )
+    .await;
+    assert_eq!((c.status, c.body), (200, json!({"success": 1})));
+    r.assert_settled(&["warm-up", "lost-begin", "lost-finish"])
+        .await;
+}
+
+/// Every attempt of `begin` loses its answer: the bridge answers 503 STATE_UNAVAILABLE ("nothing
+/// was sent to the panel, retry later", Retry-After: 30), which is true — but the first attempt
+/// did write an IN_PROGRESS record, so the sender's retry gets 409 until the in-progress
+/// timeout and then 504 PANEL_OUTCOME_UNKNOWN, held for an operator, for a payout that never
+/// reached the panel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_state_unavailable_leaves_no_record_that_blocks_the_retry() {
+    let (_moto, switch, r) = rig_behind_switch(&[("BRIDGE_IN_PROGRESS_TIMEOUT_SECS", "2")]).await;
+    r.warm().await;
+    let creates = counter(&r.state().await, "create");
+    switch.lose_answers(payout_bridge::aws::MAX_ATTEMPTS);
+    let a = r.create("all-lost", "3.00").await;
+    a.assert_error(503, "STATE_UNAVAILABLE");
+    assert_eq!(
+        switch.answers_to_lose(),
+        0,
+        "not every attempt reached the store"
+    );
+    assert_eq!(
+        counter(&r.state().await, "create"),
+        creates,
+        "sent to the panel"
+    );
+
+    // The sender retries (after Retry-After, here sooner, and once past the in-progress
+    // timeout): nothing reached the panel, so this must be a fresh try.
+    let a = r.create("all-lost", "3.00").await;
+    let b = if a.status == 409 {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        r.create("all-lost", "3.00").await
+    } else {
+        a.clone()
+    };
+    assert_eq!(
+        b.status,
+        201,
+        "retry after a 503 STATE_UNAVAILABLE: first {} {}, then {} {} (record: {:?})",
+        a.status,
+        a.error_type(),
+        b.status,
+        b.error_type(),
+        r.aws.record("all-lost").await
+    );
+    r.assert_settled(&["warm-up", "all-lost"]).await;
+}
+
+/// docs/STATE.md, error mapping: "timeouts, connection failures, unreadable responses,
+/// throttling and 5xx → `Unavailable`". A store endpoint that reads each request and hangs up
+/// without an answer (what a crashing or restarting endpoint does) must read as
+/// `Unavailable`, not `Refused` ("access denied or misconfiguration").
+#[tokio::test]
+async fn a_store_that_hangs_up_without_an_answer_is_unavailable_not_refused() {
+    use payout_bridge::ports::{DeliveryStore, StoreError};
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                // Read (part of) the request, then close without a byte of answer.
+                let _ = conn.read(&mut buf).await;
+            });
+        }
+    });
+    let (ddb, _) = clients_for(&format!("http://{addr}")).await;
+    let store = payout_bridge::store::dynamodb::DynamoDeliveryStore::new(ddb, "no-table");
+    let err = store
+        .get("payouts", "ext:x", now())
+        .await
+        .expect_err("a store that never answers");
+    server.abort();
+    assert!(
+        matches!(err, StoreError::Unavailable(_)),
+        "classified as {err:?}"
+    );
 }

@@ -352,13 +352,23 @@ pub fn shared_endpoint() -> String {
     }
 }
 
-/// The application's SDK configuration, pointed at `endpoint`.
-pub async fn sdk_for(endpoint: &str) -> aws_config::SdkConfig {
-    payout_bridge::aws::sdk_config()
-        .await
-        .into_builder()
+/// DynamoDB and Secrets Manager clients of the application's SDK configuration, pointed at
+/// `endpoint`. (Set on each service's config: the SDK prefers `AWS_ENDPOINT_URL` from the
+/// environment over `SdkConfig::endpoint_url`.)
+pub async fn clients_for(
+    endpoint: &str,
+) -> (aws_sdk_dynamodb::Client, aws_sdk_secretsmanager::Client) {
+    let sdk = payout_bridge::aws::sdk_config().await;
+    let ddb = aws_sdk_dynamodb::config::Builder::from(&sdk)
         .endpoint_url(endpoint)
-        .build()
+        .build();
+    let sm = aws_sdk_secretsmanager::config::Builder::from(&sdk)
+        .endpoint_url(endpoint)
+        .build();
+    (
+        aws_sdk_dynamodb::Client::from_conf(ddb),
+        aws_sdk_secretsmanager::Client::from_conf(sm),
+    )
 }
 
 /// A fresh table and password secret on the moto server at `endpoint`.
@@ -372,13 +382,11 @@ pub struct Aws {
 
 impl Aws {
     pub async fn new(endpoint: &str) -> Aws {
-        let sdk = sdk_for(endpoint).await;
-        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        let (ddb, sm) = clients_for(endpoint).await;
         let table = format!("faults-{}", unique());
         payout_bridge::store::dynamodb::create_table(&ddb, &table)
             .await
             .expect("create table");
-        let sm = aws_sdk_secretsmanager::Client::new(&sdk);
         let secret_id = format!("faults-password-{}", unique());
         sm.create_secret()
             .name(&secret_id)
@@ -593,10 +601,13 @@ impl Moto {
 }
 
 /// A TCP proxy on a fixed loopback port that can be switched off (its port then refuses
-/// connections and every proxied connection is closed) and on again.
+/// connections and every proxied connection is closed) and on again, and can lose answers:
+/// with `lose_answers(n)`, the next `n` responses are dropped and their connections closed
+/// after the request was delivered (the store applied it, the client never hears).
 pub struct Switch {
     pub port: u16,
     target: SocketAddr,
+    lose: std::sync::Arc<std::sync::atomic::AtomicU32>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -605,6 +616,7 @@ impl Switch {
         let mut s = Switch {
             port: 0,
             target,
+            lose: Default::default(),
             task: None,
         };
         s.on().await;
@@ -613,6 +625,16 @@ impl Switch {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Drop the next `n` answers (in addition to any still pending).
+    pub fn lose_answers(&self, n: u32) {
+        self.lose.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Answers still to be lost.
+    pub fn answers_to_lose(&self) -> u32 {
+        self.lose.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub async fn on(&mut self) {
@@ -631,19 +653,15 @@ impl Switch {
         }
         let listener = listener.expect("rebind the proxy port");
         self.port = listener.local_addr().expect("addr").port();
-        let target = self.target;
+        let (target, lose) = (self.target, self.lose.clone());
         self.task = Some(tokio::spawn(async move {
             // Owned here: aborting this task drops the listener and every connection.
             let mut conns = tokio::task::JoinSet::new();
             loop {
                 tokio::select! {
                     accepted = listener.accept() => {
-                        let Ok((mut inbound, _)) = accepted else { continue };
-                        conns.spawn(async move {
-                            if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                            }
-                        });
+                        let Ok((inbound, _)) = accepted else { continue };
+                        conns.spawn(pipe(inbound, target, lose.clone()));
                     }
                     Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 }
@@ -659,6 +677,42 @@ impl Switch {
     }
 }
 
+/// One proxied connection. Returning drops (closes) both sockets.
+async fn pipe(
+    inbound: tokio::net::TcpStream,
+    target: SocketAddr,
+    lose: std::sync::Arc<std::sync::atomic::AtomicU32>,
+) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+        return;
+    };
+    let (mut in_r, mut in_w) = inbound.into_split();
+    let (mut out_r, mut out_w) = outbound.into_split();
+    let requests = async {
+        let _ = tokio::io::copy(&mut in_r, &mut out_w).await;
+    };
+    let answers = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match out_r.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let lost = lose
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |k| k.checked_sub(1))
+                .is_ok();
+            if lost || in_w.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = requests => {}
+        () = answers => {}
+    }
+}
 impl Drop for Switch {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
