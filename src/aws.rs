@@ -111,7 +111,13 @@ where
 {
     match &err {
         // No credentials, no region: the request never left; retrying will not help.
-        SdkError::DispatchFailure(failure) if !failure.is_io() && !failure.is_timeout() => {
+        // (A connection closed before the answer is `Other(TransientError)`: a connection
+        // failure, not a refusal.)
+        SdkError::DispatchFailure(failure)
+            if !failure.is_io()
+                && !failure.is_timeout()
+                && failure.as_other() != Some(aws_config::retry::ErrorKind::TransientError) =>
+        {
             StoreError::Refused(format!("{operation}: {}", DisplayErrorContext(&err)))
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {

@@ -15,7 +15,8 @@
 //!   resolves it.
 //!
 //! Needs `AWS_ENDPOINT_URL` pointing at moto (`scripts/test.sh`) and `.venv` with moto for the
-//! private server of the store test. Runtime: about 10–15 s with a warm build.
+//! private moto servers of the store tests. Runtime: about 15–20 s with a warm build (the tests
+//! run in parallel; the longest is the store outage, ~12 s).
 
 mod support_faults;
 

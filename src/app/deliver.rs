@@ -306,12 +306,31 @@ impl Bridge {
             updated_at: now,
             expires_at: now + self.limits.retention_secs,
         };
-        match self
-            .deliveries
-            .begin(&record, now)
-            .await
-            .map_err(state_unavailable)?
-        {
+        let begun = match self.deliveries.begin(&record, now).await {
+            Ok(begun) => begun,
+            Err(e) => {
+                // The write may have landed with only its answer lost (every SDK attempt).
+                // Nothing was sent to the panel: if our record is there, mark it failed, so that
+                // the sender's retry is a fresh try rather than 409 and then 504 held for an
+                // operator. Conditional on our attempt; harmless when the store is really down.
+                let e = state_unavailable(e);
+                let failed = DeliveryState::Failed {
+                    status: e.status(),
+                    body: e.body().to_string(),
+                };
+                let cleanup = self.deliveries.finish(
+                    &route.name,
+                    key,
+                    &attempt,
+                    &failed,
+                    None,
+                    self.clock.now(),
+                );
+                let _ = tokio::time::timeout(Duration::from_secs(1), cleanup).await;
+                return Err(e);
+            }
+        };
+        match begun {
             Begin::Existing(existing) => {
                 let previous = existing.state.name();
                 let answer = self.answer_existing(route, existing, &fingerprint).await;

@@ -4,6 +4,7 @@
 use crate::app::{Bridge, Delivery, Headers, Reply};
 use crate::error::{BridgeError, ErrorKind};
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -47,9 +48,13 @@ async fn health(State(bridge): State<Arc<Bridge>>) -> Response {
 
 async fn hook(
     State(bridge): State<Arc<Bridge>>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Response {
+    // A route name that does not decode (e.g. `%FF`) names no route.
+    let Ok(Path(name)) = name else {
+        return not_found().await;
+    };
     let (parts, body) = request.into_parts();
     let limit = bridge.limits().max_body_bytes;
     // Refuse early on a declared length over the limit, then read at most limit + 1 bytes.
@@ -65,11 +70,12 @@ async fn hook(
         Ok(b) => b,
         Err(_) => return error_response(too_large(limit)),
     };
-    let headers: Headers = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
-        .collect();
+    // Every header, decoded lossily: a value that is not visible ASCII must reach the checks
+    // (an Idempotency-Key `café` is refused there), not vanish.
+    let mut headers = Headers::new();
+    for (k, v) in &parts.headers {
+        headers.insert(k.as_str(), &String::from_utf8_lossy(v.as_bytes()));
+    }
     let uri = parts
         .uri
         .path_and_query()
