@@ -126,7 +126,7 @@ async fn run(
     offset: usize,
     n: usize,
     c: usize,
-) -> anyhow::Result<(Vec<f64>, usize, Duration)> {
+) -> anyhow::Result<(Vec<(usize, f64)>, usize, Duration)> {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut workers = Vec::new();
@@ -134,7 +134,7 @@ async fn run(
         let plan = plan.clone();
         let next = next.clone();
         workers.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
+            let mut lat: Vec<(usize, f64)> = Vec::new();
             let mut failed = 0usize;
             let mut first_error: Option<String> = None;
             loop {
@@ -161,7 +161,7 @@ async fn run(
                 };
                 let elapsed = support::ms(t0.elapsed());
                 match outcome {
-                    Ok(_) => lat.push(elapsed),
+                    Ok(_) => lat.push((i, elapsed)),
                     Err(e) => {
                         failed += 1;
                         first_error.get_or_insert(e);
@@ -231,7 +231,20 @@ async fn main() -> anyhow::Result<()> {
         bail!("{warm_failed} of {} warm-up requests failed", args.warmup);
     }
     let load_before = support::load_average();
-    let (mut lat, failed, wall) = run(plan, args.warmup, args.requests, args.concurrency).await?;
+    let (mut by_index, failed, wall) =
+        run(plan, args.warmup, args.requests, args.concurrency).await?;
+    // Drift over the run (e.g. a store that slows down as it fills): p50 of the first and of
+    // the last quarter of the requests, in the order they were sent.
+    by_index.sort_by_key(|(i, _)| *i);
+    let quarter = (by_index.len() / 4).max(1);
+    let p50_of = |part: &[(usize, f64)]| {
+        let mut xs: Vec<f64> = part.iter().map(|(_, l)| *l).collect();
+        xs.sort_by(f64::total_cmp);
+        support::percentile(&xs, 50.0)
+    };
+    let first_quarter = p50_of(&by_index[..quarter.min(by_index.len())]);
+    let last_quarter = p50_of(&by_index[by_index.len().saturating_sub(quarter)..]);
+    let mut lat: Vec<f64> = by_index.iter().map(|(_, l)| *l).collect();
     lat.sort_by(f64::total_cmp);
     let p = |q| support::percentile(&lat, q);
     let rps = lat.len() as f64 / wall.as_secs_f64();
@@ -248,6 +261,8 @@ async fn main() -> anyhow::Result<()> {
         "p99_ms": round3(p(99.0)),
         "max_ms": round3(p(100.0)),
         "mean_ms": round3(mean),
+        "p50_first_quarter_ms": round3(first_quarter),
+        "p50_last_quarter_ms": round3(last_quarter),
         "rps": (rps * 10.0).round() / 10.0,
         "wall_s": round3(wall.as_secs_f64()),
         "load1_before": load_before,
