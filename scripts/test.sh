@@ -97,4 +97,9 @@ cargo clippy --all-targets -- -D warnings
 echo "==> deployment checks: cfn-lint, sam validate --lint, checkov (scripts/check-template.sh)"
 scripts/check-template.sh
 echo "==> cargo test $*"
-cargo test "$@"
+TEST_LOG="$ROOT/.tmp/cargo-test.log"
+cargo test "$@" 2>&1 | tee "$TEST_LOG"
+# One closing line for the whole run (cargo prints one per test binary, the last being the
+# doc-tests, which has none).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$TEST_LOG"
