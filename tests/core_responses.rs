@@ -271,3 +271,55 @@ async fn a_bug_is_500_without_internals() {
     .await;
     assert_eq!(s, 200);
 }
+
+#[tokio::test]
+async fn a_cancel_left_in_progress_by_a_dead_invocation_is_released_not_held() {
+    use payout_bridge::domain::{Action, Command};
+    use payout_bridge::ports::{DeliveryRecord, DeliveryState};
+    let sim = panel_sim(&[]);
+    let b = start_bridge(&sim.url, "sim-password", TEST_ROUTES, &[]).await;
+    let (s, v, _) = body(post_hook(&b.url, "payouts", &create_body("dead-1", "1.00")).await).await;
+    assert_eq!(s, 201);
+    let id = v["payments"][0]["id"].as_u64().unwrap();
+    // An invocation took the cancel and died: its record is in progress past its deadline.
+    let cancel = json!({"ids": [id]});
+    let now = chrono::Utc::now().timestamp();
+    let record = DeliveryRecord {
+        route: "cancel".into(),
+        key: "idem:dead-cancel".into(),
+        fingerprint: Command::from_json(Action::Cancel, &cancel)
+            .unwrap()
+            .fingerprint(),
+        state: DeliveryState::InProgress { deadline: now - 1 },
+        attempt: "dead".into(),
+        action: "cancel".into(),
+        external_id: None,
+        created_at: now - 120,
+        updated_at: now - 120,
+        expires_at: now + 3600,
+    };
+    b.deliveries.begin(&record, now).await.unwrap();
+    let send = || {
+        client()
+            .post(format!("{}/hooks/cancel", b.url))
+            .header("x-api-key", TEST_KEY)
+            .header("idempotency-key", "dead-cancel")
+            .json(&cancel)
+            .send()
+    };
+    let (s, v, _) = body(send().await.unwrap()).await;
+    assert_error(s, &v, 504, "PANEL_OUTCOME_UNKNOWN");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("safe"),
+        "{v}"
+    );
+    // The sender's retry runs the cancel; nothing is held for an operator.
+    let (s, v, _) = body(send().await.unwrap()).await;
+    assert_eq!((s, v.clone()), (200, json!({"success": 1})), "{v}");
+    assert!(b
+        .deliveries
+        .pending(chrono::Utc::now().timestamp())
+        .await
+        .unwrap()
+        .is_empty());
+}

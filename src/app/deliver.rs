@@ -452,7 +452,23 @@ impl Bridge {
             }
             DeliveryState::InProgress { deadline } => {
                 let now = self.clock.now();
-                if now > deadline {
+                if now > deadline && existing.action == "cancel" {
+                    // A cancel is safe to send again: release the record (FAILED) so that the
+                    // sender's next retry runs it, rather than holding it for an operator.
+                    let e = BridgeError::new(
+                        ErrorKind::PanelOutcomeUnknown,
+                        "a cancel with this key stopped before recording an answer; sending it again is safe",
+                    );
+                    let failed = DeliveryState::Failed {
+                        status: e.status(),
+                        body: e.body().to_string(),
+                    };
+                    self.deliveries
+                        .resolve(&route.name, &existing.key, &failed, None, now)
+                        .await
+                        .map_err(state_unavailable)?;
+                    Err(e)
+                } else if now > deadline {
                     let reason = "the invocation handling it stopped before recording an answer";
                     match self
                         .deliveries
