@@ -94,23 +94,10 @@ start_moto() {
         echo "no moto[server] in $VENV: run scripts/test.sh once (it creates it)" >&2
         exit 1
     fi
-    local serialized='
-import sys, threading
-import moto.server
-from werkzeug.serving import run_simple as werkzeug_run_simple
-lock = threading.Lock()
-def run_simple(host, port, app, **options):
-    def serialized(environ, start_response):
-        with lock:
-            return list(app(environ, start_response))
-    werkzeug_run_simple(host, port, serialized, **options)
-moto.server.run_simple = run_simple
-moto.server.main(sys.argv[1:])
-'
     local port
     port="$(free_port)"
     MOTO_LOG="$BENCH_TMP/moto.log"
-    "$VENV/bin/python" -c "$serialized" -H 127.0.0.1 -p "$port" >"$MOTO_LOG" 2>&1 &
+    "$VENV/bin/python" "$ROOT/scripts/moto_serialized.py" -H 127.0.0.1 -p "$port" >"$MOTO_LOG" 2>&1 &
     local pid=$!
     BENCH_PIDS+=("$pid")
     MOTO_URL="http://127.0.0.1:$port"

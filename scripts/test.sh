@@ -31,27 +31,11 @@ then
 fi
 
 # --- moto server on a free loopback port --------------------------------------------------------
-# This is `moto_server -H 127.0.0.1 -p PORT` with one change: requests are handled one at a time.
-# moto's server runs each request on its own thread without any lock around its in-memory
-# backends, so two conditional writes racing on one item (e.g. a TransactWriteItems and an
-# UpdateItem) can both pass their conditions there, which real DynamoDB never allows. Serialized,
-# moto gives DynamoDB's atomicity and the concurrency tests test our code, not moto's races.
-MOTO_SERIALIZED='
-import sys, threading
-import moto.server
-from werkzeug.serving import run_simple as werkzeug_run_simple
-lock = threading.Lock()
-def run_simple(host, port, app, **options):
-    def serialized(environ, start_response):
-        with lock:
-            return list(app(environ, start_response))
-    werkzeug_run_simple(host, port, serialized, **options)
-moto.server.run_simple = run_simple
-moto.server.main(sys.argv[1:])
-'
+# `moto_server -H 127.0.0.1 -p PORT` with its requests handled one at a time: moto is not atomic
+# under concurrent conditional writes (see scripts/moto_serialized.py).
 PORT="$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 MOTO_LOG="$ROOT/.tmp/moto.log"
-"$VENV/bin/python" -c "$MOTO_SERIALIZED" -H 127.0.0.1 -p "$PORT" >"$MOTO_LOG" 2>&1 &
+"$VENV/bin/python" "$ROOT/scripts/moto_serialized.py" -H 127.0.0.1 -p "$PORT" >"$MOTO_LOG" 2>&1 &
 MOTO_PID=$!
 cleanup() {
     kill "$MOTO_PID" 2>/dev/null || true

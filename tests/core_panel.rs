@@ -65,10 +65,7 @@ async fn done_rejected_and_token_refused() {
 
 #[tokio::test]
 async fn nothing_listening_is_not_sent() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let p = panel(&format!("http://127.0.0.1:{port}"));
     assert!(matches!(
         p.create(&Secret::new("t"), &panel_body(1.0)).await,

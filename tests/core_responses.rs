@@ -190,10 +190,7 @@ async fn refused_password_is_502() {
 
 #[tokio::test]
 async fn unreachable_panel_is_503_with_retry_after() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let b = start_bridge(&format!("http://127.0.0.1:{port}"), "x", TEST_ROUTES, &[]).await;
     let (s, v, h) = body(post_hook(&b.url, "payouts", &create_body("p-9", "1.00")).await).await;
     assert_error(s, &v, 503, "PANEL_UNAVAILABLE");

@@ -21,6 +21,7 @@
 //! does not depend on what earlier test binaries left in the shared one. Needs the environment
 //! of `scripts/test.sh` (`AWS_ENDPOINT_URL`, region, test credentials): run it that way.
 
+mod common;
 mod support_faults;
 
 use futures_util::StreamExt;

@@ -18,6 +18,7 @@
 //! private moto servers of the store tests. Runtime: about 15–20 s with a warm build (the tests
 //! run in parallel; the longest is the store outage, ~12 s).
 
+mod common;
 mod support_faults;
 
 use payout_bridge::ports::DeliveryState;

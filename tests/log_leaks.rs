@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const PASSWORD: &str = "Panel-Passw0rd-CANARY";
 const ROTATED: &str = "Rotated-Passw0rd-CANARY";
@@ -59,10 +59,8 @@ async fn logs_of_a_full_run_leak_nothing_and_say_what_happened() {
         .env("PANEL_REQUEST_TIMEOUT_MS", "2000")
         .env("BRIDGE_LOG_FORMAT", "json")
         .env("RUST_LOG", "debug,hyper=info,h2=info,aws_smithy_runtime=info,aws_sdk_dynamodb=info,aws_config=info")
-        .stdout(Stdio::piped())
         .stderr(log_file);
-    let child = cmd.spawn().unwrap();
-    let bridge = wait_for_url(child);
+    let bridge = spawn_command(cmd);
     let url = bridge.url.clone();
 
     let post = |route: &str, body: Value, key: Option<&str>| {
@@ -218,22 +216,4 @@ async fn logs_of_a_full_run_leak_nothing_and_say_what_happened() {
         "latency on every answer"
     );
     assert!(answered.iter().any(|l| l["status"] == 401));
-}
-
-/// Waits for the "listening on" line of a process whose stderr goes elsewhere.
-fn wait_for_url(mut child: std::process::Child) -> Proc {
-    use std::io::{BufRead, BufReader};
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(pos) = line.find("listening on http://") {
-                let _ = tx.send(line[pos + "listening on ".len()..].trim().to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(std::time::Duration::from_secs(60))
-        .expect("bridge did not start");
-    Proc { child, url }
 }

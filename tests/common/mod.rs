@@ -13,24 +13,37 @@ pub struct Proc {
     pub url: String,
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
+impl Proc {
+    /// Kills the process now (idempotent).
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-/// Starts `bin` with `args` and `envs`, waits (bounded) for a stdout line containing
-/// "listening on http://", and returns the URL it printed.
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `bin` with `args` and `envs` (stderr inherited), waits (bounded) for a stdout line
+/// containing "listening on http://", and returns the URL it printed.
 pub fn spawn_listening(bin: &str, args: &[&str], envs: &[(&str, String)]) -> Proc {
     let mut cmd = Command::new(bin);
-    cmd.args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .env_remove("AWS_LAMBDA_RUNTIME_API");
+    cmd.args(args).stderr(Stdio::inherit());
     for (k, v) in envs {
         cmd.env(k, v);
     }
+    spawn_command(cmd)
+}
+
+/// Starts a prepared command (its stderr as the caller set it; stdout is read here) and waits
+/// for its "listening on http://" line.
+pub fn spawn_command(mut cmd: Command) -> Proc {
+    let bin = cmd.get_program().to_string_lossy().to_string();
+    cmd.stdout(Stdio::piped())
+        .env_remove("AWS_LAMBDA_RUNTIME_API");
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
@@ -52,9 +65,23 @@ pub fn spawn_listening(bin: &str, args: &[&str], envs: &[(&str, String)]) -> Pro
         Ok(url) => Proc { child, url },
         Err(_) => {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("{bin} did not report its address within 60 s");
         }
     }
+}
+
+/// A loopback port that was free a moment ago (nothing listens on it now).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+pub fn port_of(url: &str) -> u16 {
+    url.rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("no port in {url}"))
 }
 
 /// The panel simulator as an external process, like a real panel.
@@ -74,8 +101,12 @@ pub fn client() -> reqwest::Client {
 }
 
 pub async fn sim_state(sim: &Proc) -> Value {
+    sim_state_at(&sim.url).await
+}
+
+pub async fn sim_state_at(sim_url: &str) -> Value {
     client()
-        .get(format!("{}/sim/state", sim.url))
+        .get(format!("{sim_url}/sim/state"))
         .send()
         .await
         .expect("sim state")
@@ -85,8 +116,12 @@ pub async fn sim_state(sim: &Proc) -> Value {
 }
 
 pub async fn sim_post(sim: &Proc, path: &str, body: Value) {
+    sim_post_at(&sim.url, path, body).await;
+}
+
+pub async fn sim_post_at(sim_url: &str, path: &str, body: Value) {
     let resp = client()
-        .post(format!("{}{}", sim.url, path))
+        .post(format!("{sim_url}{path}"))
         .json(&body)
         .send()
         .await

@@ -2,80 +2,27 @@
 //! `payout-bridge serve` as processes, a private moto server, a TCP proxy that can cut the
 //! bridge off its state store, and readers of the delivery records and of the panel's payouts.
 //!
-//! Copied from (not shared with) `tests/common/mod.rs`, which other work changes.
+//! Builds on `tests/common` (processes, the simulator's control API, temp files); a test crate
+//! using it declares `mod common;` too.
 #![allow(dead_code)] // each test crate uses a different subset
+
+#[allow(unused_imports)] // each test crate uses a different subset
+pub use crate::common::{
+    client, counter, free_port, port_of, sim_post, sim_post_at, sim_state, sim_state_at,
+    spawn_listening, temp_file, unique, Proc, TEST_KEY,
+};
 
 use payout_bridge::ports::{DeliveryRecord, DeliveryState, DeliveryStore};
 use payout_bridge::store::dynamodb::DynamoDeliveryStore;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------------
 // Processes
-
-/// A child process killed on drop.
-pub struct Proc {
-    pub child: Child,
-    pub url: String,
-}
-
-impl Proc {
-    /// Kills the process now (idempotent).
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Starts `bin` with `args` and `envs`, waits (bounded) for a stdout line containing
-/// "listening on http://", and returns the URL it printed.
-pub fn spawn_listening(bin: &str, args: &[&str], envs: &[(&str, String)]) -> Proc {
-    let mut cmd = Command::new(bin);
-    cmd.args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .env_remove("AWS_LAMBDA_RUNTIME_API");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if !sent {
-                if let Some(pos) = line.find("listening on http://") {
-                    let url = line[pos + "listening on ".len()..].trim().to_string();
-                    let _ = tx.send(url);
-                    sent = true;
-                }
-            }
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(url) => Proc { child, url },
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{bin} did not report its address within 60 s");
-        }
-    }
-}
 
 pub const SIM_PASSWORD: &str = "sim-password";
 
@@ -93,66 +40,8 @@ pub fn panel_sim() -> Proc {
     panel_sim_on(0)
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-pub fn port_of(url: &str) -> u16 {
-    url.rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .unwrap_or_else(|| panic!("no port in {url}"))
-}
-
 // ---------------------------------------------------------------------------------------------
 // HTTP
-
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .no_proxy()
-        .build()
-        .expect("client")
-}
-
-pub async fn sim_state(sim: &Proc) -> Value {
-    sim_state_at(&sim.url).await
-}
-
-pub async fn sim_state_at(sim_url: &str) -> Value {
-    client()
-        .get(format!("{sim_url}/sim/state"))
-        .send()
-        .await
-        .expect("sim state")
-        .json()
-        .await
-        .expect("sim state json")
-}
-
-pub async fn sim_post(sim: &Proc, path: &str, body: Value) {
-    sim_post_at(&sim.url, path, body).await;
-}
-
-pub async fn sim_post_at(sim_url: &str, path: &str, body: Value) {
-    let resp = client()
-        .post(format!("{sim_url}{path}"))
-        .json(&body)
-        .send()
-        .await
-        .expect("sim control");
-    assert!(
-        resp.status().is_success(),
-        "sim control {path}: {}",
-        resp.status()
-    );
-}
-
-pub fn counter(state: &Value, name: &str) -> u64 {
-    state["counters"][name].as_u64().unwrap_or(0)
-}
 
 /// The panel's payouts (cancelled ones included) grouped by the externalId written into
 /// their description by [`create_body`].
@@ -249,8 +138,6 @@ impl Answer {
     }
 }
 
-pub const TEST_KEY: &str = "test-api-key";
-
 /// POSTs a JSON body to a route with the test key.
 pub async fn deliver_to(http: &reqwest::Client, url: &str, route: &str, body: &Value) -> Answer {
     let resp = http
@@ -303,26 +190,6 @@ where
 
 // ---------------------------------------------------------------------------------------------
 // Files and names
-
-pub fn unique() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Writes `text` to a fresh temporary file and returns its path.
-pub fn temp_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("payout-bridge-faults-{}", unique()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("temp file");
-    path
-}
 
 pub const ROUTES: &str = r#"
 routes:
@@ -533,20 +400,6 @@ pub fn assert_record_matches(record: Option<&DeliveryRecord>, answer: &Answer) {
 // ---------------------------------------------------------------------------------------------
 // A private moto server and a proxy in front of it
 
-const MOTO_SERIALIZED: &str = r#"
-import sys, threading
-import moto.server
-from werkzeug.serving import run_simple as werkzeug_run_simple
-lock = threading.Lock()
-def run_simple(host, port, app, **options):
-    def serialized(environ, start_response):
-        with lock:
-            return list(app(environ, start_response))
-    werkzeug_run_simple(host, port, serialized, **options)
-moto.server.run_simple = run_simple
-moto.server.main(sys.argv[1:])
-"#;
-
 /// A moto server of our own (as `scripts/test.sh` starts it), killed on drop.
 pub struct Moto {
     pub proc: Proc,
@@ -562,8 +415,7 @@ impl Moto {
         let port = free_port();
         let child = Command::new(python)
             .args([
-                "-c",
-                MOTO_SERIALIZED,
+                concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/moto_serialized.py"),
                 "-H",
                 "127.0.0.1",
                 "-p",
