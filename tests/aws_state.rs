@@ -116,7 +116,9 @@ async fn distinct_events_each_sent_three_times_make_one_payout_each() {
     for _round in 0..3 {
         for i in 0..20 {
             let url = b.url.clone();
-            let body = create_body(&format!("evt-{i}"), "1.00");
+            let mut body = create_body(&format!("evt-{i}"), "1.00");
+            // The panel never sees externalIds; the description tells its payouts apart.
+            body["description"] = json!(format!("event {i}"));
             tasks.push(tokio::spawn(async move {
                 post_keyed(&url, "payouts", &body, None).await
             }));
@@ -127,7 +129,17 @@ async fn distinct_events_each_sent_three_times_make_one_payout_each() {
         assert!(status == 201 || status == 409, "{status} {v}");
     }
     let state = sim_state(&sim).await;
-    assert_eq!(payouts(&state).len(), 20, "{state}");
+    let mut per_event = std::collections::BTreeMap::new();
+    for p in payouts(&state) {
+        *per_event
+            .entry(p["description"].as_str().unwrap_or_default().to_string())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(per_event.len(), 20, "every event paid: {state}");
+    assert!(
+        per_event.values().all(|&n| n == 1),
+        "none paid twice: {per_event:?}"
+    );
 }
 
 #[tokio::test]

@@ -3,9 +3,8 @@
 use super::deliver::{Bridge, Limits, Route};
 use super::password::PasswordProvider;
 use super::token::TokenManager;
-use crate::config::routes::{RouteAction, RoutesFile};
+use crate::config::routes::RoutesFile;
 use crate::config::{ConfigError, Settings};
-use crate::domain::Action;
 use crate::inbound::auth::Verifier;
 use crate::mapping::Filter;
 use crate::ports::{Clock, DeliveryStore, PanelApi, Secret, SecretSource, StoreError, TokenStore};
@@ -60,10 +59,7 @@ pub async fn build_routes(
         };
         routes.push(Route {
             name: r.name.clone(),
-            action: match r.action {
-                RouteAction::Create => Action::Create,
-                RouteAction::Cancel => Action::Cancel,
-            },
+            action: r.action,
             verifier,
             filter,
         });

@@ -297,10 +297,7 @@ impl Bridge {
                 deadline: now + self.limits.in_progress_timeout_secs,
             },
             attempt: attempt.clone(),
-            action: match route.action {
-                Action::Create => "create".into(),
-                Action::Cancel => "cancel".into(),
-            },
+            action: route.action.as_str().to_string(),
             external_id: cmd.external_id().map(str::to_string),
             created_at: now,
             updated_at: now,

@@ -43,16 +43,6 @@ impl Headers {
     }
 }
 
-impl<'a> FromIterator<(&'a str, &'a str)> for Headers {
-    fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(iter: I) -> Self {
-        let mut h = Headers::new();
-        for (k, v) in iter {
-            h.insert(k, v);
-        }
-        h
-    }
-}
-
 /// One inbound webhook delivery, as received.
 #[derive(Debug, Clone)]
 pub struct Delivery<'a> {

@@ -6,7 +6,6 @@ use super::password::PasswordProvider;
 use crate::error::{BridgeError, ErrorKind};
 use crate::ports::{CachedToken, Clock, PanelApi, PanelOutcome, Secret, TokenStore};
 use base64::Engine;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -54,13 +53,6 @@ pub fn token_expiry(token: &str, issued_at: i64) -> i64 {
     }
 }
 
-/// Counters for tests and benchmarks.
-#[derive(Debug, Default)]
-pub struct TokenStats {
-    pub authenticate_calls: AtomicU64,
-    pub store_loads: AtomicU64,
-}
-
 pub struct TokenManager {
     panel: Arc<dyn PanelApi>,
     store: Arc<dyn TokenStore>,
@@ -70,7 +62,6 @@ pub struct TokenManager {
     owner: String,
     current: RwLock<Option<CachedToken>>,
     refresh: tokio::sync::Mutex<()>,
-    pub stats: TokenStats,
 }
 
 impl TokenManager {
@@ -95,7 +86,6 @@ impl TokenManager {
             owner,
             current: RwLock::new(None),
             refresh: tokio::sync::Mutex::new(()),
-            stats: TokenStats::default(),
         }
     }
 
@@ -145,7 +135,6 @@ impl TokenManager {
     }
 
     async fn load_shared(&self) -> Result<Option<CachedToken>, ()> {
-        self.stats.store_loads.fetch_add(1, Ordering::Relaxed);
         match self.store.load().await {
             Ok(t) => Ok(t.filter(|t| self.usable(t))),
             Err(e) => {
@@ -229,9 +218,6 @@ impl TokenManager {
 
     /// One authenticate call. `Ok(None)` when the password was refused.
     async fn authenticate(&self, password: &Secret) -> Result<Option<Secret>, BridgeError> {
-        self.stats
-            .authenticate_calls
-            .fetch_add(1, Ordering::Relaxed);
         tracing::info!("authenticating at the panel");
         match self.panel.authenticate(password).await {
             PanelOutcome::Done(token) => Ok(Some(token)),

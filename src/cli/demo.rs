@@ -3,32 +3,18 @@
 
 use super::wiring::serve;
 use anyhow::Context;
-use async_trait::async_trait;
 use payout_bridge::app::build::{self, Adapters};
 use payout_bridge::config::routes::RoutesFile;
 use payout_bridge::config::Settings;
 use payout_bridge::panel::{PanelClient, PanelClientConfig};
-use payout_bridge::ports::{Secret, SecretSource, StoreError, SystemClock};
+use payout_bridge::ports::{SecretSource, SystemClock};
+use payout_bridge::secrets::{EnvSecrets, SecretResolver};
 use payout_bridge::sim::{self, SimConfig};
 use payout_bridge::store::memory::{MemoryDeliveryStore, MemoryTokenStore};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 const DEMO_ROUTES: &str = include_str!("demo_routes.yaml");
 const DEMO_API_KEY: &str = "demo-key";
-
-/// Secrets held in memory, for the demo only.
-struct DemoSecrets(HashMap<String, String>);
-
-#[async_trait]
-impl SecretSource for DemoSecrets {
-    async fn fetch(&self, reference: &str) -> Result<Secret, StoreError> {
-        self.0
-            .get(reference)
-            .map(|v| Secret::new(v.clone()))
-            .ok_or_else(|| StoreError::NotFound(reference.to_string()))
-    }
-}
 
 pub async fn run(port: Option<u16>, host: &str) -> anyhow::Result<()> {
     payout_bridge::telemetry::init_logs(false);
@@ -46,10 +32,14 @@ pub async fn run(port: Option<u16>, host: &str) -> anyhow::Result<()> {
         connect_timeout: settings.panel_connect_timeout,
         request_timeout: settings.panel_request_timeout,
     })?;
-    let secrets: Arc<dyn SecretSource> = Arc::new(DemoSecrets(HashMap::from([
-        ("env:DEMO_API_KEY".to_string(), DEMO_API_KEY.to_string()),
-        ("demo:panel-password".to_string(), password),
-    ])));
+    // The demo's own values stand in for the environment (`env:` references).
+    let secrets: Arc<dyn SecretSource> = Arc::new(SecretResolver::from_parts(
+        EnvSecrets::from_vars([
+            ("DEMO_API_KEY", DEMO_API_KEY.to_string()),
+            ("DEMO_PANEL_PASSWORD", password),
+        ]),
+        None,
+    ));
     let routes = RoutesFile::parse(DEMO_ROUTES, "demo routes")?;
     let built = build::build_routes(&routes, secrets.as_ref()).await?;
     let bridge = build::bridge(
@@ -62,7 +52,7 @@ pub async fn run(port: Option<u16>, host: &str) -> anyhow::Result<()> {
             secrets,
             clock: Arc::new(SystemClock),
         },
-        "demo:panel-password",
+        "env:DEMO_PANEL_PASSWORD",
     );
     let sim_url = sim.url();
     serve(

@@ -2,9 +2,9 @@
 
 use anyhow::{bail, Context};
 use payout_bridge::app::build;
-use payout_bridge::config::routes::{RouteAction, RoutesFile};
+use payout_bridge::config::routes::RoutesFile;
 use payout_bridge::config::Settings;
-use payout_bridge::domain::{Action, Command};
+use payout_bridge::domain::Command;
 use payout_bridge::mapping::Filter;
 use payout_bridge::ports::{Clock, DeliveryState, ExternalPayout, SystemClock};
 use payout_bridge::wiring;
@@ -41,10 +41,7 @@ pub async fn check_config(file: Option<PathBuf>) -> anyhow::Result<()> {
         println!(
             "  POST /hooks/{:<20} {:<7} auth {:<18} map {}",
             r.name,
-            match r.action {
-                RouteAction::Create => "create",
-                RouteAction::Cancel => "cancel",
-            },
+            r.action.as_str(),
             r.auth.scheme_name(),
             r.map
                 .as_deref()
@@ -88,10 +85,7 @@ pub async fn map(
         header_map.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
     }
     let outputs = filter.run(payload, &header_map)?;
-    let action = match r.action {
-        RouteAction::Create => Action::Create,
-        RouteAction::Cancel => Action::Cancel,
-    };
+    let action = r.action;
     let mut invalid = 0;
     for (i, out) in outputs.iter().enumerate() {
         match Command::from_json(action, out) {

@@ -3,16 +3,9 @@
 //! route and the field.
 
 use super::ConfigError;
+use crate::domain::Action;
 use crate::inbound::auth::AuthConfig;
 use serde::Deserialize;
-
-/// What a route does with its commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RouteAction {
-    Create,
-    Cancel,
-}
 
 /// One `routes:` entry.
 #[derive(Debug, Clone, Deserialize)]
@@ -20,7 +13,7 @@ pub enum RouteAction {
 pub struct RouteConfig {
     /// Served at `POST /hooks/{name}`.
     pub name: String,
-    pub action: RouteAction,
+    pub action: Action,
     pub auth: AuthConfig,
     /// jq filter from the sender's payload to canonical commands; absent or "." = the body is
     /// already one canonical command.
@@ -132,7 +125,7 @@ routes:
     fn parses_a_good_file() {
         let f = RoutesFile::parse(GOOD, "routes.yaml").unwrap();
         assert_eq!(f.routes.len(), 2);
-        assert_eq!(f.routes[0].action, RouteAction::Create);
+        assert_eq!(f.routes[0].action, Action::Create);
         assert_eq!(f.routes[1].map.as_deref(), Some("."));
     }
 

@@ -91,7 +91,9 @@ pub enum Command {
     Cancel(CancelPayouts),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a route does with its commands (`action:` in the routes file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Action {
     Create,
     Cancel,

@@ -122,16 +122,9 @@ fn error_chain(e: &reqwest::Error) -> String {
 impl PanelApi for PanelClient {
     async fn authenticate(&self, password: &Secret) -> PanelOutcome<Secret> {
         let body = json!({ "apiKey": password.expose() });
-        match self
-            .post("/api/authenticate", None, &body, parse_token)
+        self.post("/api/authenticate", None, &body, parse_token)
             .await
-        {
-            PanelOutcome::Done(token) => PanelOutcome::Done(Secret::new(token)),
-            PanelOutcome::Rejected { kind, message } => PanelOutcome::Rejected { kind, message },
-            PanelOutcome::TokenRefused => PanelOutcome::TokenRefused,
-            PanelOutcome::NotSent(r) => PanelOutcome::NotSent(r),
-            PanelOutcome::Unknown(r) => PanelOutcome::Unknown(r),
-        }
+            .map(Secret::new)
     }
 
     async fn create(&self, token: &Secret, body: &Value) -> PanelOutcome<Value> {

@@ -145,6 +145,31 @@ pub struct DeliveryRecord {
     pub expires_at: i64,
 }
 
+impl DeliveryRecord {
+    /// Whether the record needs a person (`pending`): OUTCOME_UNKNOWN, or IN_PROGRESS past its
+    /// deadline, and not expired.
+    pub fn needs_person(&self, now: i64) -> bool {
+        let open = match self.state {
+            DeliveryState::OutcomeUnknown { .. } => true,
+            DeliveryState::InProgress { deadline } => now > deadline,
+            _ => false,
+        };
+        open && self.expires_at > now
+    }
+}
+
+/// The check [`DeliveryStore::resolve`] makes of the state it is given: an operator settles a
+/// record as COMPLETED or FAILED, nothing else.
+pub fn check_resolution(state: &DeliveryState) -> Result<(), StoreError> {
+    match state {
+        DeliveryState::Completed { .. } | DeliveryState::Failed { .. } => Ok(()),
+        other => Err(StoreError::Refused(format!(
+            "resolve: a record can only be resolved to COMPLETED or FAILED, not {}",
+            other.name()
+        ))),
+    }
+}
+
 /// The answer of [`DeliveryStore::begin`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Begin {
@@ -242,6 +267,19 @@ pub enum PanelOutcome<T> {
     /// The request may have reached the panel and no usable answer came back (timeout after
     /// sending, connection reset, 5xx, unparseable body). A create is never re-sent blindly.
     Unknown(String),
+}
+
+impl<T> PanelOutcome<T> {
+    /// The same outcome with the success value turned by `f`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> PanelOutcome<U> {
+        match self {
+            PanelOutcome::Done(t) => PanelOutcome::Done(f(t)),
+            PanelOutcome::Rejected { kind, message } => PanelOutcome::Rejected { kind, message },
+            PanelOutcome::TokenRefused => PanelOutcome::TokenRefused,
+            PanelOutcome::NotSent(r) => PanelOutcome::NotSent(r),
+            PanelOutcome::Unknown(r) => PanelOutcome::Unknown(r),
+        }
+    }
 }
 
 /// The panel's API (see `../shared/payout-panel-api.txt`).

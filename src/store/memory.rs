@@ -8,8 +8,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 
 use crate::ports::{
-    Begin, CachedToken, DeliveryRecord, DeliveryState, DeliveryStore, ExternalPayout, Secret,
-    StoreError, TokenStore,
+    check_resolution, Begin, CachedToken, DeliveryRecord, DeliveryState, DeliveryStore,
+    ExternalPayout, Secret, StoreError, TokenStore,
 };
 
 /// Locks a mutex. The critical sections below never panic half-way, so a poisoned lock still
@@ -115,14 +115,6 @@ impl Deliveries {
         if let Some(ext) = external {
             self.externals.insert(ext.external_id.clone(), ext.clone());
         }
-    }
-}
-
-fn needs_person(record: &DeliveryRecord, now: i64) -> bool {
-    match record.state {
-        DeliveryState::OutcomeUnknown { .. } => true,
-        DeliveryState::InProgress { deadline } => now > deadline,
-        _ => false,
     }
 }
 
@@ -239,7 +231,7 @@ impl DeliveryStore for MemoryDeliveryStore {
         let mut out: Vec<DeliveryRecord> = inner
             .records
             .values()
-            .filter(|r| r.expires_at > now && needs_person(r, now))
+            .filter(|r| r.needs_person(now))
             .cloned()
             .collect();
         out.sort_by(|a, b| (a.created_at, &a.route, &a.key).cmp(&(b.created_at, &b.route, &b.key)));
@@ -254,20 +246,12 @@ impl DeliveryStore for MemoryDeliveryStore {
         external: Option<&ExternalPayout>,
         now: i64,
     ) -> Result<bool, StoreError> {
-        if !matches!(
-            state,
-            DeliveryState::Completed { .. } | DeliveryState::Failed { .. }
-        ) {
-            return Err(StoreError::Refused(format!(
-                "resolve: a record can only be resolved to COMPLETED or FAILED, not {}",
-                state.name()
-            )));
-        }
+        check_resolution(state)?;
         let mut inner = lock(&self.inner);
         let Some(record) = inner.live_mut(route, key, now) else {
             return Ok(false);
         };
-        if !needs_person(record, now) {
+        if !record.needs_person(now) {
             return Ok(false);
         }
         record.state = state.clone();

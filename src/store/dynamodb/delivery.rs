@@ -20,7 +20,8 @@ use super::item::{
 use super::{OPEN_ATTR, OPEN_AT_ATTR, OPEN_INDEX, PK, TTL_ATTR};
 use crate::aws::sdk_error;
 use crate::ports::{
-    Begin, DeliveryRecord, DeliveryState, DeliveryStore, ExternalPayout, StoreError,
+    check_resolution, Begin, DeliveryRecord, DeliveryState, DeliveryStore, ExternalPayout,
+    StoreError,
 };
 
 /// How often `begin` re-tries its conditional put when the record it collided with vanished
@@ -433,12 +434,7 @@ impl DeliveryStore for DynamoDeliveryStore {
                 .map_err(|e| sdk_error("Query", e))?;
             for item in page.items() {
                 let record = delivery_from_item(item)?;
-                let needs_person = match record.state {
-                    DeliveryState::OutcomeUnknown { .. } => true,
-                    DeliveryState::InProgress { deadline } => now > deadline,
-                    _ => false,
-                };
-                if needs_person && record.expires_at > now {
+                if record.needs_person(now) {
                     out.push(record);
                 }
             }
@@ -461,15 +457,7 @@ impl DeliveryStore for DynamoDeliveryStore {
         external: Option<&ExternalPayout>,
         now: i64,
     ) -> Result<bool, StoreError> {
-        if !matches!(
-            state,
-            DeliveryState::Completed { .. } | DeliveryState::Failed { .. }
-        ) {
-            return Err(StoreError::Refused(format!(
-                "resolve: a record can only be resolved to COMPLETED or FAILED, not {}",
-                state.name()
-            )));
-        }
+        check_resolution(state)?;
         let mut cond = Expr::with_condition(
             "#ttl > :now AND (#state = :unknown OR (#state = :in_progress AND #deadline < :now))",
         )
