@@ -237,22 +237,46 @@ type BadCase<'a> = (
 
 const PAYROLL_SECRET: &str = "whsec_cGF5b3V0LWJyaWRnZS1sb2NhbC10ZXN0LWtleSEh";
 
+/// A payroll delivery signed now by the Python package, resendable as it was.
+struct Signed {
+    body: Vec<u8>,
+    id: &'static str,
+    timestamp: i64,
+    signature: String,
+}
+
+impl Signed {
+    fn now(body: &Value, id: &'static str) -> Signed {
+        let body = serde_json::to_vec(body).unwrap();
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = python_sign(PAYROLL_SECRET, id, timestamp, &body);
+        Signed {
+            body,
+            id,
+            timestamp,
+            signature,
+        }
+    }
+
+    async fn send(&self, b: &TestBridge) -> (u16, Value) {
+        post_signed(
+            b,
+            "payroll",
+            &self.body,
+            Some(self.id),
+            Some(self.timestamp),
+            Some(&self.signature),
+        )
+        .await
+    }
+}
+
 #[tokio::test]
 async fn a_pay_run_of_25_signed_by_python_makes_25_payouts_once() {
     let sim = panel_sim(&[]);
     let b = example_bridge(&sim).await;
-    let body = serde_json::to_vec(&pay_run(25, "PR-25")).unwrap();
-    let now = chrono::Utc::now().timestamp();
-    let sig = python_sign(PAYROLL_SECRET, "msg_pr25", now, &body);
-    let (s, v) = post_signed(
-        &b,
-        "payroll",
-        &body,
-        Some("msg_pr25"),
-        Some(now),
-        Some(&sig),
-    )
-    .await;
+    let delivery = Signed::now(&pay_run(25, "PR-25"), "msg_pr25");
+    let (s, v) = delivery.send(&b).await;
     assert_eq!(s, 200, "{v}");
     let results = v["results"].as_array().unwrap().clone();
     assert_eq!(results.len(), 25);
@@ -260,15 +284,7 @@ async fn a_pay_run_of_25_signed_by_python_makes_25_payouts_once() {
     assert_eq!(payouts(&sim_state(&sim).await).len(), 25);
 
     // Resent (a retry of the same message): no new payout, the same results.
-    let (s, v2) = post_signed(
-        &b,
-        "payroll",
-        &body,
-        Some("msg_pr25"),
-        Some(now),
-        Some(&sig),
-    )
-    .await;
+    let (s, v2) = delivery.send(&b).await;
     assert_eq!(s, 200);
     let again = v2["results"].as_array().unwrap();
     assert_eq!(payouts(&sim_state(&sim).await).len(), 25);
@@ -283,18 +299,8 @@ async fn out_of_funds_half_way_the_answer_says_which_items_were_created() {
     // 10 payslips of 100.00..109.09 GBP; funds for about 5 of them.
     let sim = panel_sim(&["--funds", "GBP=520.00"]);
     let b = example_bridge(&sim).await;
-    let body = serde_json::to_vec(&pay_run(10, "PR-funds")).unwrap();
-    let now = chrono::Utc::now().timestamp();
-    let sig = python_sign(PAYROLL_SECRET, "msg_funds", now, &body);
-    let (s, v) = post_signed(
-        &b,
-        "payroll",
-        &body,
-        Some("msg_funds"),
-        Some(now),
-        Some(&sig),
-    )
-    .await;
+    let delivery = Signed::now(&pay_run(10, "PR-funds"), "msg_funds");
+    let (s, v) = delivery.send(&b).await;
     assert_eq!(s, 200, "{v}");
     let results = v["results"].as_array().unwrap();
     let created: Vec<&Value> = results.iter().filter(|r| r["status"] == 201).collect();
@@ -317,15 +323,7 @@ async fn out_of_funds_half_way_the_answer_says_which_items_were_created() {
         json!({"currency": "GBP", "amount": "10000"}),
     )
     .await;
-    let (s, v) = post_signed(
-        &b,
-        "payroll",
-        &body,
-        Some("msg_funds"),
-        Some(now),
-        Some(&sig),
-    )
-    .await;
+    let (s, v) = delivery.send(&b).await;
     assert_eq!(s, 200);
     assert!(
         v["results"]
@@ -448,10 +446,7 @@ async fn a_filter_output_that_is_not_a_command_names_the_item_and_field() {
     let b = example_bridge(&sim).await;
     let mut run = pay_run(3, "PR-invalid");
     run["data"]["payslips"][1]["net"] = json!("-5.00");
-    let body = serde_json::to_vec(&run).unwrap();
-    let now = chrono::Utc::now().timestamp();
-    let sig = python_sign(PAYROLL_SECRET, "msg_inv", now, &body);
-    let (s, v) = post_signed(&b, "payroll", &body, Some("msg_inv"), Some(now), Some(&sig)).await;
+    let (s, v) = Signed::now(&run, "msg_inv").send(&b).await;
     assert_eq!(s, 400, "{v}");
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(msg.contains("item 1") && msg.contains("amount"), "{msg}");
