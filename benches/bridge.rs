@@ -6,14 +6,13 @@
 //!
 //! Routes, filters and secrets are the ones of `events/routes.yaml` (the deployed routes with
 //! `env:` secrets; values from `scripts/make_events.py` LOCAL_SECRETS), built by
-//! `app::build::build_routes` as the binary does. Every create has its own externalId (a
+//! `service::routes::build_routes` as the binary does. Every create has its own externalId (a
 //! real create, not a replay), and each criterion sample starts from a fresh bridge so the
 //! in-memory store does not grow without bound. Results: see docs/BENCHMARKS.md.
 
 use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use payout_bridge::app::build::{self, Adapters};
-use payout_bridge::app::deliver::Route;
+use payout_bridge::app::Route;
 use payout_bridge::app::{Bridge, Delivery, Headers, Reply};
 use payout_bridge::config::routes::RoutesFile;
 use payout_bridge::config::Settings;
@@ -21,9 +20,9 @@ use payout_bridge::domain::{Action, Command};
 use payout_bridge::inbound::auth::InboundRequest;
 use payout_bridge::mapping::Filter;
 use payout_bridge::panel::{PanelClient, PanelClientConfig};
-use payout_bridge::ports::{PanelApi, PanelOutcome, Secret, SecretSource, SystemClock};
+use payout_bridge::ports::{CreatedPayout, PanelApi, PanelOutcome, Secret, SecretSource};
 use payout_bridge::secrets::{EnvSecrets, SecretResolver};
-use payout_bridge::store::{MemoryDeliveryStore, MemoryTokenStore};
+use payout_bridge::service::{routes::build_routes, ServiceBuilder};
 use serde_json::{json, Value};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,10 +59,10 @@ impl PanelApi for InstantPanel {
         PanelOutcome::Done(Secret::new("bench-token"))
     }
 
-    async fn create(&self, _token: &Secret, body: &Value) -> PanelOutcome<Value> {
+    async fn create(&self, _token: &Secret, body: &Value) -> PanelOutcome<CreatedPayout> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         // The shape (and about the size) of the simulator's answer.
-        PanelOutcome::Done(json!({ "payments": [{
+        let body = json!({ "payments": [{
             "id": id,
             "status": "READY",
             "amount": body["amount"],
@@ -76,7 +75,8 @@ impl PanelApi for InstantPanel {
             "projectId": 1,
             "createdAt": "2026-11-28T08:00:00Z",
             "updatedAt": "2026-11-28T08:00:00Z",
-        }]}))
+        }]});
+        PanelOutcome::Done(CreatedPayout { id, body })
     }
 
     async fn cancel(&self, _token: &Secret, ids: &[u64]) -> PanelOutcome<u64> {
@@ -100,27 +100,26 @@ fn secrets() -> Arc<dyn SecretSource> {
 
 fn routes(rt: &tokio::runtime::Runtime) -> Vec<Route> {
     let file = RoutesFile::load(std::path::Path::new("events/routes.yaml")).expect("routes file");
-    rt.block_on(build::build_routes(&file, secrets().as_ref()))
+    rt.block_on(build_routes(&file, secrets().as_ref()))
         .expect("routes")
 }
 
 /// A fresh bridge on in-memory stores and the instant panel, its token already cached.
 fn bridge(rt: &tokio::runtime::Runtime) -> Bridge {
     let settings = Settings::from_lookup(&|_| None).expect("default settings");
-    let b = build::bridge(
-        &settings,
-        routes(rt),
-        Adapters {
-            panel: Arc::new(InstantPanel {
-                next_id: AtomicU64::new(0),
-            }),
-            tokens: Arc::new(MemoryTokenStore::default()),
-            deliveries: Arc::new(MemoryDeliveryStore::default()),
-            secrets: secrets(),
-            clock: Arc::new(SystemClock),
-        },
-        "env:PANEL_PASSWORD",
-    );
+    let file = RoutesFile::load(std::path::Path::new("events/routes.yaml")).expect("routes file");
+    let b = rt
+        .block_on(
+            ServiceBuilder::new(settings)
+                .routes(file)
+                .panel(Arc::new(InstantPanel {
+                    next_id: AtomicU64::new(0),
+                }))
+                .secrets(secrets())
+                .password_ref("env:PANEL_PASSWORD")
+                .build(),
+        )
+        .expect("bridge");
     rt.block_on(b.tokens().token()).expect("token");
     b
 }
@@ -141,6 +140,7 @@ impl Input {
                 uri: "/hooks/bench",
                 headers: &self.headers,
                 body: &self.body,
+                deadline: None,
             })
             .await
     }
@@ -343,7 +343,7 @@ fn init(c: &mut Criterion) {
         b.iter(|| RoutesFile::load(black_box(path)))
     });
     g.bench_function("build-routes/events-routes", |b| {
-        b.iter(|| rt.block_on(build::build_routes(black_box(&file), secrets.as_ref())))
+        b.iter(|| rt.block_on(build_routes(black_box(&file), secrets.as_ref())))
     });
     g.bench_function("filter-compile/payroll", |b| {
         b.iter(|| Filter::compile(black_box(&payroll_source)))
@@ -366,7 +366,7 @@ fn init(c: &mut Criterion) {
     g.bench_function("routes+panel-client/sequential", |b| {
         b.iter(|| {
             mt.block_on(async {
-                let routes = build::build_routes(&file, secrets.as_ref()).await;
+                let routes = build_routes(&file, secrets.as_ref()).await;
                 (routes.is_ok(), panel_client().is_ok())
             })
         })
@@ -375,7 +375,7 @@ fn init(c: &mut Criterion) {
         b.iter(|| {
             mt.block_on(async {
                 let panel = tokio::task::spawn_blocking(panel_client);
-                let routes = build::build_routes(&file, secrets.as_ref()).await;
+                let routes = build_routes(&file, secrets.as_ref()).await;
                 (routes.is_ok(), panel.await.is_ok_and(|p| p.is_ok()))
             })
         })

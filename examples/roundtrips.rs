@@ -9,10 +9,10 @@
 //!   with moto's own request log (`--moto-log`: one werkzeug line per request).
 //! - Panel: the simulator's own counters (`GET /sim/state`), before and after each step.
 //!
-//! The bridge is assembled like `payout_bridge::wiring::bridge` does for the Lambda function
+//! The bridge is assembled like `payout_bridge::service::environment::bridge` does for the Lambda function
 //! (DynamoDB stores, `SecretResolver` with Secrets Manager, the real panel client, the deployed
 //! routes `infra/routes.yaml` = `BRIDGE_CONFIG=embedded`), but from clients carrying the
-//! counting interceptor (wiring builds its own clients and has no hook for one). Deliveries go
+//! counting interceptor (`service::environment` builds its own clients and has no hook for one). Deliveries go
 //! to `Bridge::handle` directly: the HTTP layer makes no calls of its own.
 //!
 //!     AWS_ENDPOINT_URL=http://127.0.0.1:PORT … cargo run --release --example roundtrips -- \
@@ -20,18 +20,16 @@
 
 mod support;
 
-use anyhow::{ensure, Context};
+use anyhow::ensure;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
 use clap::Parser;
-use payout_bridge::app::build::{self, Adapters};
 use payout_bridge::app::{Bridge, Delivery, Headers, Reply};
-use payout_bridge::config::routes::RoutesFile;
 use payout_bridge::config::Settings;
-use payout_bridge::panel::{PanelClient, PanelClientConfig};
-use payout_bridge::ports::{DeliveryStore, SecretSource, SystemClock, TokenStore};
+use payout_bridge::ports::{DeliveryStore, SecretSource, TokenStore};
 use payout_bridge::secrets::SecretResolver;
+use payout_bridge::service::{ServiceBuilder, EMBEDDED_ROUTES};
 use payout_bridge::store::{DynamoDeliveryStore, DynamoTokenStore};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -145,31 +143,15 @@ async fn instance(
     .collect();
     let settings = Settings::from_lookup(&move |k| vars.get(k).cloned())?;
     let secrets: Arc<dyn SecretSource> = Arc::new(SecretResolver::new(Some(sm)));
-    let routes = RoutesFile::parse(payout_bridge::wiring::EMBEDDED_ROUTES, "embedded")?;
-    let built = build::build_routes(&routes, secrets.as_ref()).await?;
-    let panel = PanelClient::new(&PanelClientConfig {
-        base_url: panel_url.to_string(),
-        connect_timeout: settings.panel_connect_timeout,
-        request_timeout: settings.panel_request_timeout,
-    })?;
     let tokens: Arc<dyn TokenStore> = Arc::new(DynamoTokenStore::new(ddb.clone(), table));
     let deliveries: Arc<dyn DeliveryStore> = Arc::new(DynamoDeliveryStore::new(ddb, table));
-    let password_ref = settings
-        .password_ref
-        .clone()
-        .context("no password reference")?;
-    Ok(build::bridge(
-        &settings,
-        built,
-        Adapters {
-            panel: Arc::new(panel),
-            tokens,
-            deliveries,
-            secrets,
-            clock: Arc::new(SystemClock),
-        },
-        &password_ref,
-    ))
+    Ok(ServiceBuilder::new(settings)
+        .routes_yaml(EMBEDDED_ROUTES, "embedded")?
+        .secrets(secrets)
+        .tokens(tokens)
+        .deliveries(deliveries)
+        .build()
+        .await?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -234,6 +216,7 @@ impl Post {
                 uri: &uri,
                 headers: &self.headers,
                 body: &self.body,
+                deadline: None,
             })
             .await
     }

@@ -27,6 +27,8 @@ pub enum ErrorKind {
     UnsupportedMediaType,
     /// Same idempotency key, different command. 422.
     IdempotencyKeyReused,
+    /// A cancel named this externalId before it was created: the create is refused. 422.
+    PayoutCancelled,
     /// The panel rejected the call with an error type this version does not know (kept
     /// verbatim). 422.
     PanelRejected(String),
@@ -53,7 +55,9 @@ impl ErrorKind {
             ErrorKind::RequestInProgress => 409,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,
-            ErrorKind::IdempotencyKeyReused | ErrorKind::PanelRejected(_) => 422,
+            ErrorKind::IdempotencyKeyReused
+            | ErrorKind::PayoutCancelled
+            | ErrorKind::PanelRejected(_) => 422,
             ErrorKind::Internal => 500,
             ErrorKind::PanelAuthFailed => 502,
             ErrorKind::PanelUnavailable | ErrorKind::StateUnavailable => 503,
@@ -72,6 +76,7 @@ impl ErrorKind {
             ErrorKind::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorKind::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorKind::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            ErrorKind::PayoutCancelled => "PAYOUT_CANCELLED",
             ErrorKind::PanelRejected(kind) => kind,
             ErrorKind::Internal => "INTERNAL",
             ErrorKind::PanelAuthFailed => "PANEL_AUTH_FAILED",

@@ -2,15 +2,17 @@
 //! calls, exactly once, on AWS Lambda or as a local server.
 //!
 //! Folders by concern:
-//! - [`domain`]: payout commands, validation, idempotency keys (no AWS, no HTTP);
+//! - [`domain`]: payout commands, validation, idempotency keys, and the delivery rules as one
+//!   pure decision (no AWS, no HTTP);
 //! - [`ports`]: the traits the application needs (panel, stores, secrets, clock);
 //! - [`app`]: one delivery from verification to the panel and back; the token cache;
 //! - [`inbound`]: signature / key verification of inbound webhooks;
 //! - [`mapping`]: jq filters from a sender's payload to commands;
 //! - [`panel`]: the panel's HTTP client and outcome classification;
 //! - [`store`], [`secrets`], [`aws`]: memory and DynamoDB / Secrets Manager adapters;
-//! - [`http`]: the one axum router; [`lambda`]: the Lambda entry; [`wiring`]: adapters chosen
-//!   from the environment (the command line itself lives in the binary, `src/cli/`);
+//! - [`http`]: the one axum router; [`lambda`]: the Lambda entry;
+//! - [`service`]: the one place that assembles the bridge (a builder with in-memory defaults),
+//!   and the adapters chosen from the environment (the command line lives in `src/cli/`);
 //! - [`sim`]: the panel simulator; [`config`]: environment and routes file.
 
 pub mod app;
@@ -25,7 +27,7 @@ pub mod mapping;
 pub mod panel;
 pub mod ports;
 pub mod secrets;
+pub mod service;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
-pub mod wiring;

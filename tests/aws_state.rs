@@ -447,8 +447,8 @@ mod deployed_routes {
                 .expect("put secret");
         }
         let counting = Counting(SecretResolver::new(Some(sm)), AtomicUsize::new(0));
-        let file = RoutesFile::parse(payout_bridge::wiring::EMBEDDED_ROUTES, "embedded").unwrap();
-        let routes = payout_bridge::app::build::build_routes(&file, &counting)
+        let file = RoutesFile::parse(payout_bridge::service::EMBEDDED_ROUTES, "embedded").unwrap();
+        let routes = payout_bridge::service::routes::build_routes(&file, &counting)
             .await
             .expect("every route's secret resolves");
         assert_eq!(routes.len(), file.routes.len());

@@ -39,7 +39,7 @@ async fn done_rejected_and_token_refused() {
     let p = panel(&sim.url);
     let t = token(&p).await;
     assert!(
-        matches!(p.create(&t, &panel_body(1.5)).await, PanelOutcome::Done(v) if v["payments"][0]["id"].is_u64())
+        matches!(p.create(&t, &panel_body(1.5)).await, PanelOutcome::Done(v) if v.body["payments"][0]["id"].as_u64() == Some(v.id))
     );
     assert!(matches!(
         p.authenticate(&Secret::new("wrong")).await,

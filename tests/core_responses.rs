@@ -239,7 +239,7 @@ impl payout_bridge::ports::PanelApi for PanickingPanel {
         &self,
         _: &payout_bridge::ports::Secret,
         _: &Value,
-    ) -> payout_bridge::ports::PanelOutcome<Value> {
+    ) -> payout_bridge::ports::PanelOutcome<payout_bridge::ports::CreatedPayout> {
         panic!("bug in an adapter")
     }
     async fn cancel(
@@ -289,8 +289,9 @@ async fn a_cancel_left_in_progress_by_a_dead_invocation_is_released_not_held() {
             .fingerprint(),
         state: DeliveryState::InProgress { deadline: now - 1 },
         attempt: "dead".into(),
-        action: "cancel".into(),
+        action: Action::Cancel,
         external_id: None,
+        payout_id: None,
         created_at: now - 120,
         updated_at: now - 120,
         expires_at: now + 3600,

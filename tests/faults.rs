@@ -131,6 +131,7 @@ impl Rig {
                 DeliveryState::InProgress { .. } => {
                     panic!("{ext} left in progress: {record:?}")
                 }
+                DeliveryState::Cancelled => panic!("{ext} cancelled, never sent: {record:?}"),
             }
         }
     }
@@ -673,7 +674,13 @@ async fn a_store_that_hangs_up_without_an_answer_is_unavailable_not_refused() {
     let (ddb, _) = clients_for(&format!("http://{addr}")).await;
     let store = payout_bridge::store::dynamodb::DynamoDeliveryStore::new(ddb, "no-table");
     let err = store
-        .get("payouts", "ext:x", now())
+        .get(
+            payout_bridge::ports::RecordId {
+                route: "payouts",
+                key: "ext:x",
+            },
+            now(),
+        )
         .await
         .expect_err("a store that never answers");
     server.abort();

@@ -516,7 +516,7 @@ fn the_deployed_routes_file_matches_the_local_one_but_for_secrets() {
     use payout_bridge::config::routes::RoutesFile;
     let local = RoutesFile::parse(&routes_yaml(), "events/routes.yaml").unwrap();
     let deployed =
-        RoutesFile::parse(payout_bridge::wiring::EMBEDDED_ROUTES, "infra/routes.yaml").unwrap();
+        RoutesFile::parse(payout_bridge::service::EMBEDDED_ROUTES, "infra/routes.yaml").unwrap();
     assert_eq!(local.routes.len(), deployed.routes.len());
     for (l, d) in local.routes.iter().zip(&deployed.routes) {
         assert_eq!((&l.name, l.action, &l.map), (&d.name, d.action, &d.map));

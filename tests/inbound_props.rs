@@ -19,14 +19,11 @@ use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Request};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use payout_bridge::app::build::{self, Adapters};
-use payout_bridge::config::routes::RoutesFile;
 use payout_bridge::config::Settings;
 use payout_bridge::ports::{
-    DeliveryStore, PanelApi, PanelOutcome, Secret, SecretSource, StoreError, SystemClock,
-    TokenStore,
+    CreatedPayout, PanelApi, PanelOutcome, Secret, SecretSource, StoreError,
 };
-use payout_bridge::store::memory::{MemoryDeliveryStore, MemoryTokenStore};
+use payout_bridge::service::ServiceBuilder;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use serde_json::{json, Value};
@@ -100,9 +97,12 @@ impl PanelApi for CountingPanel {
         self.authenticate.fetch_add(1, Ordering::SeqCst);
         PanelOutcome::Done(Secret::new("props-token"))
     }
-    async fn create(&self, _: &Secret, body: &Value) -> PanelOutcome<Value> {
+    async fn create(&self, _: &Secret, body: &Value) -> PanelOutcome<CreatedPayout> {
         let id = self.create.fetch_add(1, Ordering::SeqCst) + 1;
-        PanelOutcome::Done(json!({"payments": [{"id": id, "amount": body["amount"].clone()}]}))
+        PanelOutcome::Done(CreatedPayout {
+            id,
+            body: json!({"payments": [{"id": id, "amount": body["amount"].clone()}]}),
+        })
     }
     async fn cancel(&self, _: &Secret, ids: &[u64]) -> PanelOutcome<u64> {
         self.cancel.fetch_add(1, Ordering::SeqCst);
@@ -138,25 +138,16 @@ async fn under_test() -> Under {
         ("env:SW_KEY".to_string(), format!("whsec_{SW_KEY_B64}")),
         ("test:panel-password".to_string(), "pw".to_string()),
     ])));
-    let file = RoutesFile::parse(ROUTES, "props routes").expect("routes");
-    let routes = build::build_routes(&file, secrets.as_ref())
-        .await
-        .expect("build routes");
     let panel = Arc::new(CountingPanel::default());
-    let deliveries: Arc<dyn DeliveryStore> = Arc::new(MemoryDeliveryStore::default());
-    let tokens: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::default());
-    let bridge = build::bridge(
-        &settings,
-        routes,
-        Adapters {
-            panel: panel.clone(),
-            tokens,
-            deliveries,
-            secrets,
-            clock: Arc::new(SystemClock),
-        },
-        "test:panel-password",
-    );
+    let bridge = ServiceBuilder::new(settings)
+        .routes_yaml(ROUTES, "props routes")
+        .expect("routes")
+        .panel(panel.clone())
+        .secrets(secrets)
+        .password_ref("test:panel-password")
+        .build()
+        .await
+        .expect("build the bridge");
     Under {
         router: payout_bridge::http::router(Arc::new(bridge)),
         panel,

@@ -10,9 +10,10 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use payout_bridge::domain::Action;
 use payout_bridge::ports::{
-    Begin, CachedToken, DeliveryRecord, DeliveryState, DeliveryStore, ExternalPayout, Secret,
-    StoreError, TokenStore,
+    Begin, CachedToken, DeliveryRecord, DeliveryState, DeliveryStore, RecordId, Secret, StoreError,
+    TokenStore, Transition,
 };
 use payout_bridge::store::{
     create_table, DynamoDeliveryStore, DynamoTokenStore, MemoryDeliveryStore, MemoryTokenStore,
@@ -83,8 +84,9 @@ fn record(route: &str, key: &str, attempt: &str, now: i64, deadline: i64) -> Del
         fingerprint: format!("fp-{key}"),
         state: DeliveryState::InProgress { deadline },
         attempt: attempt.into(),
-        action: "create".into(),
+        action: Action::Create,
         external_id: Some(format!("ext-{key}")),
+        payout_id: None,
         created_at: now,
         updated_at: now,
         expires_at: now + DAY,
@@ -105,12 +107,99 @@ fn failed(status: u16, body: &str) -> DeliveryState {
     }
 }
 
-fn external(id: &str, payout_id: u64, now: i64) -> ExternalPayout {
-    ExternalPayout {
-        external_id: id.into(),
+/// The port's calls in positional form, to keep the cases below readable.
+#[derive(Clone, Copy)]
+struct St<'a>(&'a dyn DeliveryStore);
+
+fn id<'a>(route: &'a str, key: &'a str) -> RecordId<'a> {
+    RecordId { route, key }
+}
+
+fn to(state: &DeliveryState, payout_id: Option<u64>) -> Transition {
+    Transition {
+        state: state.clone(),
         payout_id,
-        route: "crm".into(),
-        expires_at: now + DAY,
+    }
+}
+
+impl St<'_> {
+    async fn begin(&self, r: &DeliveryRecord, now: i64) -> Result<Begin, StoreError> {
+        self.0.begin(r, now).await
+    }
+    async fn get(
+        &self,
+        route: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.0.get(id(route, key), now).await
+    }
+    async fn finish(
+        &self,
+        route: &str,
+        key: &str,
+        attempt: &str,
+        state: &DeliveryState,
+        payout_id: Option<u64>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.0
+            .finish(id(route, key), attempt, &to(state, payout_id), now)
+            .await
+    }
+    async fn expire_in_progress(
+        &self,
+        route: &str,
+        key: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.0.expire_in_progress(id(route, key), reason, now).await
+    }
+    async fn resolve(
+        &self,
+        route: &str,
+        key: &str,
+        state: &DeliveryState,
+        payout_id: Option<u64>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.0
+            .resolve(id(route, key), &to(state, payout_id), now)
+            .await
+    }
+    async fn pending(&self, now: i64) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.0.pending(now).await
+    }
+    /// (externalId, state name, payout id) of the creates found, in the order found.
+    async fn creates(&self, ids: &[&str], now: i64) -> Vec<(String, &'static str, Option<u64>)> {
+        let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        let mut got: Vec<_> = self
+            .0
+            .creates_by_external_id(&ids, now)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                (
+                    r.external_id.unwrap_or_default(),
+                    r.state.name(),
+                    r.payout_id,
+                )
+            })
+            .collect();
+        got.sort();
+        got
+    }
+}
+
+/// A create under an externalId's key (`ext:…`): one record per externalId across routes.
+fn ext_record(route: &str, external_id: &str, attempt: &str, now: i64) -> DeliveryRecord {
+    DeliveryRecord {
+        key: format!("ext:{external_id}"),
+        external_id: Some(external_id.into()),
+        fingerprint: format!("fp-{external_id}"),
+        ..record(route, external_id, attempt, now, now + 30)
     }
 }
 
@@ -126,7 +215,7 @@ fn existing(answer: Begin) -> DeliveryRecord {
 
 on_both!(begin_then_existing);
 async fn begin_then_existing(s: &Stores) {
-    let store = &*s.delivery;
+    let store = St(&*s.delivery);
     let t = support::now();
     let first = record("crm", "k1", "a1", t, t + 30);
     assert_eq!(store.get("crm", "k1", t).await.unwrap(), None);
@@ -197,7 +286,7 @@ async fn begin_then_existing(s: &Stores) {
 
 on_both!(takeover_of_failed);
 async fn takeover_of_failed(s: &Stores) {
-    let store = &*s.delivery;
+    let store = St(&*s.delivery);
     let t = support::now();
     let first = record("crm", "k", "a1", t, t + 30);
     assert_eq!(store.begin(&first, t).await.unwrap(), Begin::Started);
@@ -227,7 +316,7 @@ async fn takeover_of_failed(s: &Stores) {
 
 on_both!(finish_conditional_on_attempt);
 async fn finish_conditional_on_attempt(s: &Stores) {
-    let store = &*s.delivery;
+    let store = St(&*s.delivery);
     let t = support::now();
     let rec = record("crm", "k", "a1", t, t + 30);
     assert_eq!(store.begin(&rec, t).await.unwrap(), Begin::Started);
@@ -307,91 +396,9 @@ async fn finish_conditional_on_attempt(s: &Stores) {
     );
 }
 
-on_both!(finish_with_external_is_atomic);
-async fn finish_with_external_is_atomic(s: &Stores) {
-    let store = &*s.delivery;
-    let t = support::now();
-    let rec = record("crm", "k", "a1", t, t + 30);
-    assert_eq!(store.begin(&rec, t).await.unwrap(), Begin::Started);
-    let ext = external("E-1", 4711, t);
-    assert!(store
-        .finish(
-            "crm",
-            "k",
-            "a1",
-            &completed(201, "{\"id\":4711}"),
-            Some(&ext),
-            t + 1
-        )
-        .await
-        .unwrap());
-    assert_eq!(
-        store
-            .external_payouts(&["E-1".into()], t + 1)
-            .await
-            .unwrap(),
-        vec![ext.clone()]
-    );
-
-    // A finish that fails its condition writes no external item either.
-    let rec2 = record("crm", "k2", "a1", t, t + 30);
-    assert_eq!(store.begin(&rec2, t).await.unwrap(), Begin::Started);
-    let ext2 = external("E-2", 4712, t);
-    assert!(!store
-        .finish(
-            "crm",
-            "k2",
-            "WRONG",
-            &completed(201, "x"),
-            Some(&ext2),
-            t + 1
-        )
-        .await
-        .unwrap());
-    assert_eq!(
-        store
-            .external_payouts(&["E-2".into()], t + 1)
-            .await
-            .unwrap(),
-        vec![]
-    );
-    assert_eq!(store.get("crm", "k2", t + 1).await.unwrap(), Some(rec2));
-    // Nor does a finish on a missing record.
-    assert!(!store
-        .finish(
-            "crm",
-            "nope",
-            "a1",
-            &completed(201, "x"),
-            Some(&ext2),
-            t + 1
-        )
-        .await
-        .unwrap());
-    assert_eq!(
-        store
-            .external_payouts(&["E-2".into()], t + 1)
-            .await
-            .unwrap(),
-        vec![]
-    );
-    // An identical repeat of a successful finish with external (a retried request) answers true.
-    assert!(store
-        .finish(
-            "crm",
-            "k",
-            "a1",
-            &completed(201, "{\"id\":4711}"),
-            Some(&ext),
-            t + 1
-        )
-        .await
-        .unwrap());
-}
-
 on_both!(expire_in_progress_only_past_deadline);
 async fn expire_in_progress_only_past_deadline(s: &Stores) {
-    let store = &*s.delivery;
+    let store = St(&*s.delivery);
     let t = support::now();
     let rec = record("crm", "k", "a1", t, t + 30);
     assert_eq!(store.begin(&rec, t).await.unwrap(), Begin::Started);
@@ -445,7 +452,7 @@ async fn expire_in_progress_only_past_deadline(s: &Stores) {
 
 on_both!(resolve_only_unknown_or_stale);
 async fn resolve_only_unknown_or_stale(s: &Stores) {
-    let store = &*s.delivery;
+    let store = St(&*s.delivery);
     let t = support::now();
     let ok = completed(201, "{\"id\":9}");
 
@@ -456,20 +463,15 @@ async fn resolve_only_unknown_or_stale(s: &Stores) {
         .resolve("crm", "live", &ok, None, t + 30)
         .await
         .unwrap());
-    // Stale IN_PROGRESS: yes.
-    let ext = external("E-9", 9, t);
+    // Stale IN_PROGRESS: yes, with the payout id the operator found.
     assert!(store
-        .resolve("crm", "live", &ok, Some(&ext), t + 31)
+        .resolve("crm", "live", &ok, Some(9), t + 31)
         .await
         .unwrap());
     let got = store.get("crm", "live", t + 31).await.unwrap().unwrap();
-    assert_eq!((got.state, got.updated_at), (ok.clone(), t + 31));
     assert_eq!(
-        store
-            .external_payouts(&["E-9".into()], t + 31)
-            .await
-            .unwrap(),
-        vec![ext]
+        (got.state, got.updated_at, got.payout_id),
+        (ok.clone(), t + 31, Some(9))
     );
     // Completed: no more.
     assert!(!store
@@ -507,19 +509,31 @@ async fn resolve_only_unknown_or_stale(s: &Stores) {
         .resolve("crm", "missing", &ok, None, t + 33)
         .await
         .unwrap());
-    // A failed resolve writes no external item.
-    let ext2 = external("E-10", 10, t);
+    // A refused resolve writes nothing.
     assert!(!store
-        .resolve("crm", "unk", &ok, Some(&ext2), t + 33)
+        .resolve("crm", "unk", &ok, Some(10), t + 33)
         .await
         .unwrap());
     assert_eq!(
         store
-            .external_payouts(&["E-10".into()], t + 33)
+            .get("crm", "unk", t + 33)
             .await
-            .unwrap(),
-        vec![]
+            .unwrap()
+            .unwrap()
+            .payout_id,
+        None
     );
+    // Another route's record is not this route's to resolve.
+    let held = ext_record("payroll", "E-11", "a1", t);
+    assert_eq!(store.begin(&held, t).await.unwrap(), Begin::Started);
+    assert!(!store
+        .resolve("crm", "ext:E-11", &ok, Some(11), t + 31)
+        .await
+        .unwrap());
+    assert!(store
+        .resolve("payroll", "ext:E-11", &ok, Some(11), t + 31)
+        .await
+        .unwrap());
     // Only to Completed or Failed.
     let bad = DeliveryState::OutcomeUnknown { reason: "x".into() };
     assert!(matches!(
@@ -530,7 +544,7 @@ async fn resolve_only_unknown_or_stale(s: &Stores) {
 
 on_both!(pending_lists_what_needs_a_person);
 async fn pending_lists_what_needs_a_person(s: &Stores) {
-    let store = &*s.delivery;
+    let store = St(&*s.delivery);
     let t = support::now();
     assert_eq!(store.pending(t).await.unwrap(), vec![]);
     // created_at orders the answer.
@@ -571,10 +585,14 @@ async fn pending_lists_what_needs_a_person(s: &Stores) {
         keys(store.pending(t + 10).await.unwrap()),
         ["unknown", "gone"]
     );
-    // `gone` expires (TTL) at t+20.
+    // `gone`'s expiry (t+20) does not take it off the list: an unresolved record never expires.
     let at = t + 20;
     let pending = store.pending(at).await.unwrap();
-    assert_eq!(keys(pending.clone()), ["stale", "unknown"]);
+    assert_eq!(keys(pending.clone()), ["stale", "unknown", "gone"]);
+    assert_eq!(
+        keys(store.pending(at + 30 * DAY).await.unwrap()),
+        ["live", "stale", "unknown", "gone"]
+    );
     assert_eq!(
         pending[1].state,
         DeliveryState::OutcomeUnknown {
@@ -585,125 +603,11 @@ async fn pending_lists_what_needs_a_person(s: &Stores) {
         .resolve("crm", "unknown", &completed(201, "x"), None, at)
         .await
         .unwrap());
-    assert_eq!(keys(store.pending(at).await.unwrap()), ["stale"]);
+    assert_eq!(keys(store.pending(at).await.unwrap()), ["stale", "gone"]);
     // The live record becomes pending once its deadline has passed.
     assert_eq!(
         keys(store.pending(t + 101).await.unwrap()),
-        ["live", "stale"]
-    );
-}
-
-on_both!(ttl_expired_is_absent);
-async fn ttl_expired_is_absent(s: &Stores) {
-    let store = &*s.delivery;
-    let t = support::now();
-    let mut rec = record("crm", "k", "a1", t, t + 30);
-    rec.expires_at = t + 10;
-    assert_eq!(store.begin(&rec, t).await.unwrap(), Begin::Started);
-    assert!(store.get("crm", "k", t + 9).await.unwrap().is_some());
-    assert_eq!(store.get("crm", "k", t + 10).await.unwrap(), None);
-    // Expired records take no transitions …
-    assert!(!store
-        .finish("crm", "k", "a1", &completed(200, "x"), None, t + 10)
-        .await
-        .unwrap());
-    assert!(!store
-        .expire_in_progress("crm", "k", "x", t + 40)
-        .await
-        .unwrap());
-    assert!(!store
-        .resolve("crm", "k", &completed(200, "x"), None, t + 40)
-        .await
-        .unwrap());
-    // … and are overwritten by a new begin, whatever their state.
-    let again = record("crm", "k", "a2", t + 10, t + 40);
-    assert_eq!(store.begin(&again, t + 10).await.unwrap(), Begin::Started);
-    assert_eq!(store.get("crm", "k", t + 10).await.unwrap(), Some(again));
-
-    let mut done = record("crm", "done", "a1", t, t + 30);
-    done.expires_at = t + 10;
-    assert_eq!(store.begin(&done, t).await.unwrap(), Begin::Started);
-    assert!(store
-        .finish("crm", "done", "a1", &completed(200, "x"), None, t + 1)
-        .await
-        .unwrap());
-    assert!(matches!(
-        store
-            .begin(&record("crm", "done", "a2", t + 9, t + 40), t + 9)
-            .await
-            .unwrap(),
-        Begin::Existing(_)
-    ));
-    assert_eq!(
-        store
-            .begin(&record("crm", "done", "a3", t + 10, t + 40), t + 10)
-            .await
-            .unwrap(),
-        Begin::Started
-    );
-
-    // External payouts expire too.
-    let rec = record("crm", "e", "a1", t, t + 30);
-    assert_eq!(store.begin(&rec, t).await.unwrap(), Begin::Started);
-    let mut ext = external("E-old", 1, t);
-    ext.expires_at = t + 5;
-    assert!(store
-        .finish("crm", "e", "a1", &completed(201, "x"), Some(&ext), t + 1)
-        .await
-        .unwrap());
-    assert_eq!(
-        store
-            .external_payouts(&["E-old".into()], t + 4)
-            .await
-            .unwrap(),
-        vec![ext]
-    );
-    assert_eq!(
-        store
-            .external_payouts(&["E-old".into()], t + 5)
-            .await
-            .unwrap(),
-        vec![]
-    );
-}
-
-on_both!(external_payouts_lookup);
-async fn external_payouts_lookup(s: &Stores) {
-    let store = &*s.delivery;
-    let t = support::now();
-    assert_eq!(store.external_payouts(&[], t).await.unwrap(), vec![]);
-    let mut all = Vec::new();
-    for i in 0..6u64 {
-        let key = format!("k{i}");
-        let rec = record("crm", &key, "a", t, t + 30);
-        assert_eq!(store.begin(&rec, t).await.unwrap(), Begin::Started);
-        let ext = external(&format!("E{i}"), 1000 + i, t);
-        assert!(store
-            .finish("crm", &key, "a", &completed(201, "x"), Some(&ext), t)
-            .await
-            .unwrap());
-        all.push(ext);
-    }
-    // Answers follow the order asked, skip unknown ids and name duplicates once.
-    let ids: Vec<String> = ["E5", "E0", "missing", "E3", "E0", "E1", "E2", "E4", "E5"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let got = store.external_payouts(&ids, t).await.unwrap();
-    let expected: Vec<ExternalPayout> =
-        [5, 0, 3, 1, 2, 4].iter().map(|&i| all[i].clone()).collect();
-    assert_eq!(got, expected);
-    // A later payout under the same externalId replaces the earlier one.
-    let rec = record("crm", "again", "a", t, t + 30);
-    assert_eq!(store.begin(&rec, t).await.unwrap(), Begin::Started);
-    let newer = external("E0", 2000, t);
-    assert!(store
-        .finish("crm", "again", "a", &completed(201, "x"), Some(&newer), t)
-        .await
-        .unwrap());
-    assert_eq!(
-        store.external_payouts(&["E0".into()], t).await.unwrap(),
-        vec![newer]
+        ["live", "stale", "gone"]
     );
 }
 
@@ -730,7 +634,7 @@ async fn concurrent_begins_one_started(s: &Stores) {
     assert_eq!(existing_attempts.len(), 49);
     let winner = s
         .delivery
-        .get("crm", "hot", t)
+        .get(id("crm", "hot"), t)
         .await
         .unwrap()
         .unwrap()
@@ -741,42 +645,238 @@ async fn concurrent_begins_one_started(s: &Stores) {
     );
 }
 
+on_both!(expiry_applies_only_to_settled_records);
+async fn expiry_applies_only_to_settled_records(s: &Stores) {
+    let store = St(&*s.delivery);
+    let t = support::now();
+    // Day 8 (and later): an IN_PROGRESS record past its expiry is still there, untouchable by a
+    // new begin, and still the owner's to finish.
+    let mut rec = record("crm", "k", "a1", t, t + 30);
+    rec.expires_at = t + 10;
+    assert_eq!(store.begin(&rec, t).await.unwrap(), Begin::Started);
+    let day8 = t + 8 * DAY;
+    assert_eq!(
+        store.get("crm", "k", day8).await.unwrap(),
+        Some(rec.clone())
+    );
+    let again = record("crm", "k", "a2", day8, day8 + 30);
+    assert_eq!(existing(store.begin(&again, day8).await.unwrap()), rec);
+    // OUTCOME_UNKNOWN past its expiry: still held, still resolvable.
+    assert!(store
+        .expire_in_progress("crm", "k", "stale", day8)
+        .await
+        .unwrap());
+    assert!(matches!(
+        store.begin(&again, day8 + DAY).await.unwrap(),
+        Begin::Existing(_)
+    ));
+    assert!(store
+        .resolve("crm", "k", &completed(201, "x"), Some(5), day8 + DAY)
+        .await
+        .unwrap());
+    // Once settled, the expiry counts: gone at `expires_at`, and a new begin starts afresh.
+    assert_eq!(store.get("crm", "k", day8 + DAY).await.unwrap(), None);
+    assert_eq!(
+        store.begin(&again, day8 + DAY).await.unwrap(),
+        Begin::Started
+    );
+
+    // A settled record is live until its expiry and not after.
+    let mut done = record("crm", "done", "a1", t, t + 30);
+    done.expires_at = t + 10;
+    assert_eq!(store.begin(&done, t).await.unwrap(), Begin::Started);
+    assert!(store
+        .finish("crm", "done", "a1", &completed(200, "x"), None, t + 1)
+        .await
+        .unwrap());
+    assert!(store.get("crm", "done", t + 9).await.unwrap().is_some());
+    assert_eq!(store.get("crm", "done", t + 10).await.unwrap(), None);
+    assert!(matches!(
+        store
+            .begin(&record("crm", "done", "a2", t + 9, t + 40), t + 9)
+            .await
+            .unwrap(),
+        Begin::Existing(_)
+    ));
+    assert_eq!(
+        store
+            .begin(&record("crm", "done", "a3", t + 10, t + 40), t + 10)
+            .await
+            .unwrap(),
+        Begin::Started
+    );
+}
+
+on_both!(external_ids_name_one_record_across_routes);
+async fn external_ids_name_one_record_across_routes(s: &Stores) {
+    let store = St(&*s.delivery);
+    let t = support::now();
+    assert_eq!(store.creates(&[], t).await, vec![]);
+    let mine = ext_record("payroll", "E-1", "a1", t);
+    assert_eq!(store.begin(&mine, t).await.unwrap(), Begin::Started);
+    // Another route's create with the same externalId meets the same record.
+    let theirs = ext_record("crm", "E-1", "b1", t);
+    assert_eq!(existing(store.begin(&theirs, t).await.unwrap()), mine);
+    // ... but reads by id answer only the route's own record.
+    assert_eq!(store.get("crm", "ext:E-1", t).await.unwrap(), None);
+    assert!(store.get("payroll", "ext:E-1", t).await.unwrap().is_some());
+    // Settled with its payout id, which cancels find.
+    assert!(store
+        .finish(
+            "payroll",
+            "ext:E-1",
+            "a1",
+            &completed(201, "{}"),
+            Some(4711),
+            t + 1
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        store.creates(&["E-1", "missing", "E-1"], t + 1).await,
+        vec![("E-1".to_string(), "COMPLETED", Some(4711))]
+    );
+    // A running or held create is found too (a cancel must wait for it).
+    let running = ext_record("payroll", "E-2", "a1", t);
+    assert_eq!(store.begin(&running, t).await.unwrap(), Begin::Started);
+    assert_eq!(
+        store.creates(&["E-2"], t).await,
+        vec![("E-2".to_string(), "IN_PROGRESS", None)]
+    );
+    // Route-scoped keys are not externalIds.
+    let plain = record("payroll", "E-3", "a1", t, t + 30);
+    assert_eq!(store.begin(&plain, t).await.unwrap(), Begin::Started);
+    assert_eq!(store.creates(&["E-3"], t).await, vec![]);
+}
+
+on_both!(cancellation_before_create);
+async fn cancellation_before_create(s: &Stores) {
+    let d = &*s.delivery;
+    let store = St(d);
+    let t = support::now();
+    let keep = t + 7 * DAY;
+    // Nothing known: recorded; a create that comes later meets the CANCELLED record.
+    assert!(d.record_cancellation("void", "V-1", keep, t).await.unwrap());
+    assert_eq!(
+        store.creates(&["V-1"], t).await,
+        vec![("V-1".to_string(), "CANCELLED", None)]
+    );
+    let create = ext_record("payroll", "V-1", "a1", t + 1);
+    let rec = existing(store.begin(&create, t + 1).await.unwrap());
+    assert_eq!(rec.state, DeliveryState::Cancelled);
+    // Recording it again is a no-op that answers true.
+    assert!(d
+        .record_cancellation("void", "V-1", keep, t + 2)
+        .await
+        .unwrap());
+    // A FAILED create (nothing made at the panel) becomes CANCELLED.
+    let failing = ext_record("payroll", "V-2", "a1", t);
+    assert_eq!(store.begin(&failing, t).await.unwrap(), Begin::Started);
+    assert!(store
+        .finish(
+            "payroll",
+            "ext:V-2",
+            "a1",
+            &failed(503, "down"),
+            None,
+            t + 1
+        )
+        .await
+        .unwrap());
+    assert!(d
+        .record_cancellation("void", "V-2", keep, t + 2)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.creates(&["V-2"], t + 2).await,
+        vec![("V-2".to_string(), "CANCELLED", None)]
+    );
+    // A running, held or completed create is never overwritten.
+    let running = ext_record("payroll", "V-3", "a1", t);
+    assert_eq!(store.begin(&running, t).await.unwrap(), Begin::Started);
+    assert!(!d
+        .record_cancellation("void", "V-3", keep, t + 1)
+        .await
+        .unwrap());
+    assert!(store
+        .finish(
+            "payroll",
+            "ext:V-3",
+            "a1",
+            &completed(201, "{}"),
+            Some(9),
+            t + 1
+        )
+        .await
+        .unwrap());
+    assert!(!d
+        .record_cancellation("void", "V-3", keep, t + 2)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.creates(&["V-3"], t + 2).await,
+        vec![("V-3".to_string(), "COMPLETED", Some(9))]
+    );
+    // After its retention the cancellation is gone like any settled record.
+    assert_eq!(store.creates(&["V-1"], keep).await, vec![]);
+    assert_eq!(
+        store
+            .begin(&ext_record("payroll", "V-1", "a2", keep), keep)
+            .await
+            .unwrap(),
+        Begin::Started
+    );
+}
+
+on_both!(concurrent_create_and_cancel_one_wins);
+async fn concurrent_create_and_cancel_one_wins(s: &Stores) {
+    let t = support::now();
+    for i in 0..10 {
+        let ext = format!("race-{i}");
+        let (a, b) = (Arc::clone(&s.delivery), Arc::clone(&s.delivery));
+        let rec = ext_record("payroll", &ext, "a1", t);
+        let e2 = ext.clone();
+        let create = tokio::spawn(async move { a.begin(&rec, t).await });
+        let cancel =
+            tokio::spawn(async move { b.record_cancellation("void", &e2, t + DAY, t).await });
+        let started = matches!(create.await.unwrap().unwrap(), Begin::Started);
+        let cancelled = cancel.await.unwrap().unwrap();
+        assert!(
+            started ^ cancelled,
+            "started={started} cancelled={cancelled}"
+        );
+        let state = St(&*s.delivery).creates(&[&ext], t).await[0].1;
+        assert_eq!(state, if started { "IN_PROGRESS" } else { "CANCELLED" });
+    }
+}
+
 on_both!(concurrent_finish_and_expire_one_wins);
 async fn concurrent_finish_and_expire_one_wins(s: &Stores) {
     let t = support::now();
-    for i in 0..10 {
-        let key = format!("race{i}");
-        let rec = record("crm", &key, "a1", t, t + 30);
+    for i in 0..10u64 {
+        let ext = format!("R{i}");
+        let rec = ext_record("crm", &ext, "a1", t);
         assert_eq!(s.delivery.begin(&rec, t).await.unwrap(), Begin::Started);
         let (a, b) = (Arc::clone(&s.delivery), Arc::clone(&s.delivery));
-        let (k1, k2) = (key.clone(), key.clone());
-        let ext = external(&format!("R{i}"), i, t);
+        let (k1, k2) = (format!("ext:{ext}"), format!("ext:{ext}"));
         let finish = tokio::spawn(async move {
-            a.finish("crm", &k1, "a1", &completed(201, "x"), Some(&ext), t + 31)
+            St(&*a)
+                .finish("crm", &k1, "a1", &completed(201, "x"), Some(i), t + 31)
                 .await
         });
-        let expire =
-            tokio::spawn(async move { b.expire_in_progress("crm", &k2, "stale", t + 31).await });
+        let expire = tokio::spawn(async move {
+            St(&*b)
+                .expire_in_progress("crm", &k2, "stale", t + 31)
+                .await
+        });
         let (finished, expired) = (
             finish.await.unwrap().unwrap(),
             expire.await.unwrap().unwrap(),
         );
         assert!(finished ^ expired, "finish={finished} expire={expired}");
-        let state = s
-            .delivery
-            .get("crm", &key, t + 31)
-            .await
-            .unwrap()
-            .unwrap()
-            .state;
-        let ext_found = !s
-            .delivery
-            .external_payouts(&[format!("R{i}")], t + 31)
-            .await
-            .unwrap()
-            .is_empty();
-        assert_eq!(finished, state == completed(201, "x"));
-        assert_eq!(finished, ext_found);
+        let found = St(&*s.delivery).creates(&[&ext], t + 31).await;
+        assert_eq!(finished, found[0].1 == "COMPLETED");
+        assert_eq!(finished, found[0].2 == Some(i));
     }
 }
 
@@ -886,7 +986,7 @@ async fn dynamodb_missing_table_is_not_found() {
     let client = aws_sdk_dynamodb::Client::new(&conf);
     let store = DynamoDeliveryStore::new(client.clone(), "no-such-table-here");
     let t = support::now();
-    match store.get("crm", "k", t).await {
+    match store.get(id("crm", "k"), t).await {
         Err(StoreError::NotFound(msg)) => {
             assert!(msg.contains("ResourceNotFoundException"), "{msg}")
         }
@@ -910,7 +1010,7 @@ async fn dynamodb_unreachable_is_unavailable_and_bounded() {
         .build();
     let store = DynamoDeliveryStore::new(aws_sdk_dynamodb::Client::from_conf(conf), "t");
     let started = Instant::now();
-    let result = store.get("crm", "k", support::now()).await;
+    let result = store.get(id("crm", "k"), support::now()).await;
     assert!(
         matches!(result, Err(StoreError::Unavailable(_))),
         "{result:?}"
@@ -937,38 +1037,37 @@ async fn dynamodb_malformed_item_is_corrupt() {
         .unwrap();
     let t = support::now();
     assert!(matches!(
-        s.delivery.get("crm", "bad", t).await,
+        s.delivery.get(id("crm", "bad"), t).await,
         Err(StoreError::Corrupt(_))
     ));
     s.cleanup().await;
 }
 
 #[tokio::test]
-async fn dynamodb_external_payouts_beyond_one_batch() {
+async fn dynamodb_creates_by_external_id_beyond_one_batch_and_legacy_links() {
     use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
     let s = Stores::dynamodb().await;
     let (client, table) = s.dynamo.clone().unwrap();
     let t = support::now();
-    // 230 EXTERNAL items written directly (BatchWriteItem, 25 a call): more than two
-    // BatchGetItem calls' worth (100 keys each).
-    let mut all = Vec::new();
+    // 230 `EXTERNAL#` link items as versions before this one wrote them (BatchWriteItem, 25 a
+    // call): more than two BatchGetItem calls' worth (100 keys each), read as completed creates.
+    let mut expected = Vec::new();
     for chunk in (0..230u64).collect::<Vec<_>>().chunks(25) {
         let mut writes = Vec::new();
         for &i in chunk {
-            let ext = external(&format!("B{i}"), 10_000 + i, t);
             let item = [
                 ("pk", AttributeValue::S(format!("EXTERNAL#B{i}"))),
-                ("external_id", AttributeValue::S(ext.external_id.clone())),
-                ("payout_id", AttributeValue::N(ext.payout_id.to_string())),
-                ("route", AttributeValue::S(ext.route.clone())),
-                ("ttl", AttributeValue::N(ext.expires_at.to_string())),
+                ("external_id", AttributeValue::S(format!("B{i}"))),
+                ("payout_id", AttributeValue::N((10_000 + i).to_string())),
+                ("route", AttributeValue::S("crm".into())),
+                ("ttl", AttributeValue::N((t + DAY).to_string())),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
             let put = PutRequest::builder().set_item(Some(item)).build().unwrap();
             writes.push(WriteRequest::builder().put_request(put).build());
-            all.push(ext);
+            expected.push((format!("B{i}"), "COMPLETED", Some(10_000 + i)));
         }
         let out = client
             .batch_write_item()
@@ -978,10 +1077,15 @@ async fn dynamodb_external_payouts_beyond_one_batch() {
             .unwrap();
         assert!(out.unprocessed_items().is_none_or(|u| u.is_empty()));
     }
-    let mut ids: Vec<String> = all.iter().rev().map(|e| e.external_id.clone()).collect();
+    let mut ids: Vec<String> = (0..230u64).rev().map(|i| format!("B{i}")).collect();
     ids.insert(150, "missing".into());
-    let got = s.delivery.external_payouts(&ids, t).await.unwrap();
-    all.reverse();
-    assert_eq!(got, all);
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let got = St(&*s.delivery).creates(&refs, t).await;
+    expected.sort();
+    assert_eq!(got, expected);
+    // A legacy link replays its payout to a redelivery on its route.
+    let again = ext_record("crm", "B7", "a1", t);
+    let rec = existing(s.delivery.begin(&again, t).await.unwrap());
+    assert_eq!(rec.payout_id, Some(10_007));
     s.cleanup().await;
 }

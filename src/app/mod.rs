@@ -1,13 +1,25 @@
 //! The application: one delivery in, one answer out. It knows the domain and the ports, and
 //! nothing of HTTP, Lambda or AWS; `crate::http` adapts it to axum (for `serve` and Lambda
-//! alike).
+//! alike). It makes no rule of its own: `crate::domain::delivery` decides, this carries out.
+//!
+//! - [`bridge`]: a delivery from route lookup to the answer, batches included;
+//! - [`intake`]: content types and the route's filter, from a body to commands;
+//! - [`execute`]: one command under its key: begin the record, carry out the decision, settle;
+//! - [`panel_calls`]: the panel calls with the token (re-authenticate once on a refused token);
+//! - [`answer`]: answers, batch items and the one log line per command;
+//! - [`operator`]: `pending`, `status`, `resolve`;
+//! - [`token`], [`password`]: the panel token cache and the password.
 
-pub mod build;
-pub mod deliver;
+pub mod answer;
+pub mod bridge;
+pub mod execute;
+pub mod intake;
+pub mod operator;
+pub mod panel_calls;
 pub mod password;
 pub mod token;
 
-pub use deliver::{Bridge, Limits};
+pub use bridge::{Bridge, Limits, Route};
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -53,6 +65,8 @@ pub struct Delivery<'a> {
     pub uri: &'a str,
     pub headers: &'a Headers,
     pub body: &'a [u8],
+    /// When the invocation must have answered (Lambda's deadline); `None` under `serve`.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// The answer to a delivery.

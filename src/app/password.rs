@@ -22,7 +22,7 @@ impl PasswordProvider {
     /// `reference` is `env:NAME` or `secretsmanager:ID`.
     pub fn new(source: Arc<dyn SecretSource>, reference: impl Into<String>) -> Self {
         let reference = reference.into();
-        let parse: fn(&str) -> Secret = if reference.starts_with("secretsmanager:") {
+        let parse: fn(&str) -> Secret = if crate::secrets::is_secrets_manager(&reference) {
             crate::secrets::panel_password_from_secret_string
         } else {
             verbatim

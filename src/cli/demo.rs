@@ -1,16 +1,13 @@
 //! `payout-bridge serve --demo`: the simulated panel in-process, in-memory stores, demo routes,
 //! and curl commands to try.
 
-use super::wiring::serve;
+use super::run::serve;
 use anyhow::Context;
-use payout_bridge::app::build::{self, Adapters};
-use payout_bridge::config::routes::RoutesFile;
 use payout_bridge::config::Settings;
-use payout_bridge::panel::{PanelClient, PanelClientConfig};
-use payout_bridge::ports::{SecretSource, SystemClock};
+use payout_bridge::ports::SecretSource;
 use payout_bridge::secrets::{EnvSecrets, SecretResolver};
+use payout_bridge::service::ServiceBuilder;
 use payout_bridge::sim::{self, SimConfig};
-use payout_bridge::store::memory::{MemoryDeliveryStore, MemoryTokenStore};
 use std::sync::Arc;
 
 const DEMO_ROUTES: &str = include_str!("demo_routes.yaml");
@@ -27,11 +24,8 @@ pub async fn run(port: Option<u16>, host: &str) -> anyhow::Result<()> {
     let sim = sim::spawn(sim_config, sim_listener)
         .await
         .context("cannot start the simulated panel")?;
-    let panel = PanelClient::new(&PanelClientConfig {
-        base_url: sim.url(),
-        connect_timeout: settings.panel_connect_timeout,
-        request_timeout: settings.panel_request_timeout,
-    })?;
+    let mut settings = settings;
+    settings.panel_url = Some(sim.url());
     // The demo's own values stand in for the environment (`env:` references).
     let secrets: Arc<dyn SecretSource> = Arc::new(SecretResolver::from_parts(
         EnvSecrets::from_vars([
@@ -40,20 +34,12 @@ pub async fn run(port: Option<u16>, host: &str) -> anyhow::Result<()> {
         ]),
         None,
     ));
-    let routes = RoutesFile::parse(DEMO_ROUTES, "demo routes")?;
-    let built = build::build_routes(&routes, secrets.as_ref()).await?;
-    let bridge = build::bridge(
-        &settings,
-        built,
-        Adapters {
-            panel: Arc::new(panel),
-            tokens: Arc::new(MemoryTokenStore::default()),
-            deliveries: Arc::new(MemoryDeliveryStore::default()),
-            secrets,
-            clock: Arc::new(SystemClock),
-        },
-        "env:DEMO_PANEL_PASSWORD",
-    );
+    let bridge = ServiceBuilder::new(settings.clone())
+        .routes_yaml(DEMO_ROUTES, "demo routes")?
+        .secrets(secrets)
+        .password_ref("env:DEMO_PANEL_PASSWORD")
+        .build()
+        .await?;
     let sim_url = sim.url();
     serve(
         Arc::new(bridge),

@@ -3,7 +3,7 @@
 
 pub mod demo;
 pub mod operator;
-pub mod wiring;
+pub mod run;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -61,12 +61,21 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print one delivery record and its stored answer, as JSON.
+    Status {
+        /// Route name.
+        #[arg(long)]
+        route: String,
+        /// Idempotency key, as `pending` prints it, or a bare externalId.
+        #[arg(long)]
+        key: String,
+    },
     /// Settle a delivery whose outcome is unknown, after checking the panel by hand.
     Resolve {
         /// Route name.
         #[arg(long)]
         route: String,
-        /// Idempotency key, as `pending` prints it.
+        /// Idempotency key, as `pending` prints it, or a bare externalId.
         #[arg(long)]
         key: String,
         /// The payout exists at the panel with this id: later deliveries get it as their answer.
@@ -86,8 +95,8 @@ pub enum Cmd {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     match cli.command {
-        None if in_lambda => wiring::run_lambda().await,
-        Some(Cmd::Lambda) => wiring::run_lambda().await,
+        None if in_lambda => run::run_lambda().await,
+        Some(Cmd::Lambda) => run::run_lambda().await,
         None => {
             use clap::CommandFactory;
             Cli::command().print_help()?;
@@ -102,7 +111,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             demo: false,
             port,
             host,
-        }) => wiring::run_serve(port, &host).await,
+        }) => run::run_serve(port, &host).await,
         Some(Cmd::CheckConfig { file }) => operator::check_config(file).await,
         Some(Cmd::Map {
             route,
@@ -112,6 +121,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             headers,
         }) => operator::map(&route, &body, config, form, &headers).await,
         Some(Cmd::Pending { json }) => operator::pending(json).await,
+        Some(Cmd::Status { route, key }) => operator::status(&route, &key).await,
         Some(Cmd::Resolve {
             route,
             key,

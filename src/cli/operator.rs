@@ -1,14 +1,14 @@
 //! Commands for people: `check-config`, `map`, `pending`, `resolve`.
 
 use anyhow::{bail, Context};
-use payout_bridge::app::build;
+use payout_bridge::app::operator::{pending_reason, Resolution};
 use payout_bridge::config::routes::RoutesFile;
 use payout_bridge::config::Settings;
+use payout_bridge::domain::delivery::DeliveryRecord;
 use payout_bridge::domain::Command;
 use payout_bridge::mapping::Filter;
-use payout_bridge::ports::{Clock, DeliveryState, ExternalPayout, SystemClock};
-use payout_bridge::wiring;
-use serde_json::json;
+use payout_bridge::service::{environment, routes::build_routes};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -23,19 +23,14 @@ pub async fn check_config(file: Option<PathBuf>) -> anyhow::Result<()> {
     payout_bridge::telemetry::init_logs(false);
     let settings = Settings::from_env()?;
     let routes = routes_from(file, &settings)?;
-    let needs_aws = routes.routes.iter().any(|r| {
-        r.auth
-            .secret_refs()
-            .iter()
-            .any(|s| s.starts_with("secretsmanager:"))
-    });
+    let needs_aws = environment::routes_use_secrets_manager(&routes);
     let sdk = if needs_aws {
         Some(payout_bridge::aws::sdk_config().await)
     } else {
         None
     };
-    let secrets = wiring::secret_source(sdk.as_ref());
-    build::build_routes(&routes, secrets.as_ref()).await?;
+    let secrets = environment::secret_source(sdk.as_ref());
+    build_routes(&routes, secrets.as_ref()).await?;
     println!("ok: {} route(s)", routes.routes.len());
     for r in &routes.routes {
         println!(
@@ -116,26 +111,27 @@ pub async fn map(
     Ok(())
 }
 
+/// A record as JSON: what `pending --json` and `status` print.
+fn record_json(r: &DeliveryRecord) -> Value {
+    let mut out = json!({
+        "route": r.route, "key": r.key, "state": r.state.name(),
+        "externalId": r.external_id, "action": r.action.as_str(), "payoutId": r.payout_id,
+        "createdAt": r.created_at, "updatedAt": r.updated_at,
+    });
+    if r.needs_person(r.updated_at.max(0)) || !r.state.is_settled() {
+        out["reason"] = json!(pending_reason(r));
+    }
+    out
+}
+
 pub async fn pending(as_json: bool) -> anyhow::Result<()> {
     payout_bridge::telemetry::init_logs(false);
     let settings = Settings::from_env()?;
-    let store = wiring::operator_store(&settings).await?;
-    let now = SystemClock.now();
-    let records = store.pending(now).await?;
+    let operator = environment::operator(&settings).await?;
+    let records = operator.pending().await?;
     if as_json {
         for r in &records {
-            let reason = match &r.state {
-                DeliveryState::OutcomeUnknown { reason } => reason.clone(),
-                _ => "still in progress past its deadline (the invocation died)".into(),
-            };
-            println!(
-                "{}",
-                json!({
-                    "route": r.route, "key": r.key, "state": r.state.name(),
-                    "externalId": r.external_id, "action": r.action,
-                    "createdAt": r.created_at, "updatedAt": r.updated_at, "reason": reason,
-                })
-            );
+            println!("{}", record_json(r));
         }
         return Ok(());
     }
@@ -164,6 +160,27 @@ pub async fn pending(as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub async fn status(route: &str, key: &str) -> anyhow::Result<()> {
+    payout_bridge::telemetry::init_logs(false);
+    let settings = Settings::from_env()?;
+    let operator = environment::operator(&settings).await?;
+    let record = operator
+        .status(route, key)
+        .await?
+        .with_context(|| format!("no delivery record for route `{route}` key `{key}`"))?;
+    let mut out = record_json(&record);
+    if let payout_bridge::domain::delivery::DeliveryState::Completed { status, body }
+    | payout_bridge::domain::delivery::DeliveryState::Failed { status, body } = &record.state
+    {
+        out["answer"] = json!({
+            "status": status,
+            "body": serde_json::from_str::<Value>(body).unwrap_or(Value::Null),
+        });
+    }
+    println!("{out}");
+    Ok(())
+}
+
 pub async fn resolve(
     route: &str,
     key: &str,
@@ -172,43 +189,14 @@ pub async fn resolve(
 ) -> anyhow::Result<()> {
     payout_bridge::telemetry::init_logs(false);
     let settings = Settings::from_env()?;
-    let store = wiring::operator_store(&settings).await?;
-    let now = SystemClock.now();
-    let record = store
-        .get(route, key, now)
-        .await?
-        .with_context(|| format!("no delivery record for route `{route}` key `{key}`"))?;
-    let (state, external) = match (payout_id, not_created) {
-        (Some(id), false) => (
-            DeliveryState::Completed {
-                status: 201,
-                body: json!({ "payments": [{ "id": id }], "resolvedByOperator": true }).to_string(),
-            },
-            record.external_id.as_ref().map(|ext| ExternalPayout {
-                external_id: ext.clone(),
-                payout_id: id,
-                route: route.to_string(),
-                expires_at: now + settings.retention_secs(),
-            }),
-        ),
-        (None, true) => (
-            DeliveryState::Failed {
-                status: 503,
-                body: json!({"error":{"message":"resolved by an operator: not created at the panel","type":"PANEL_UNAVAILABLE"},"errors":[]}).to_string(),
-            },
-            None,
-        ),
+    let operator = environment::operator(&settings).await?;
+    let resolution = match (payout_id, not_created) {
+        (Some(payout_id), false) => Resolution::Created { payout_id },
+        (None, true) => Resolution::NotCreated,
         _ => bail!("give exactly one of --payout-id N or --not-created"),
     };
-    if !store
-        .resolve(route, key, &state, external.as_ref(), now)
-        .await?
-    {
-        bail!(
-            "the record is {} and cannot be resolved (only OUTCOME_UNKNOWN, or IN_PROGRESS past its deadline)",
-            record.state.name()
-        );
-    }
+    let record = operator.resolve(route, key, resolution).await?;
+    let key = &record.key;
     match payout_id {
         Some(id) => println!("resolved: route `{route}` key `{key}` is payout {id}; redeliveries get it as their answer"),
         None => println!("resolved: route `{route}` key `{key}` was not created; the next delivery creates it"),

@@ -1,10 +1,12 @@
-//! The domain: payout commands, their validation, and the idempotency rules. No AWS, HTTP or
+//! The domain: payout commands, their validation, and the idempotency and delivery rules
+//! (`delivery`: one pure decision per command). No AWS, HTTP or
 //! storage type appears here.
 
 pub mod amount;
 pub mod command;
 pub mod currency;
 pub mod date;
+pub mod delivery;
 pub mod idempotency;
 pub mod validation;
 

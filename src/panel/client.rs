@@ -1,7 +1,7 @@
 //! reqwest (rustls) client for the panel API.
 
 use super::classify::{classify, parse_payments, parse_success, parse_token};
-use crate::ports::{PanelApi, PanelOutcome, Secret};
+use crate::ports::{CreatedPayout, PanelApi, PanelOutcome, Secret};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -118,6 +118,12 @@ fn error_chain(e: &reqwest::Error) -> String {
     s
 }
 
+/// The payout in a `{"payments":[…]}` answer: the first payment's id, and the whole answer.
+fn created_payout(body: Value) -> Option<CreatedPayout> {
+    let id = body["payments"][0]["id"].as_u64()?;
+    Some(CreatedPayout { id, body })
+}
+
 #[async_trait]
 impl PanelApi for PanelClient {
     async fn authenticate(&self, password: &Secret) -> PanelOutcome<Secret> {
@@ -127,9 +133,11 @@ impl PanelApi for PanelClient {
             .map(Secret::new)
     }
 
-    async fn create(&self, token: &Secret, body: &Value) -> PanelOutcome<Value> {
-        self.post("/api/payment/create", Some(token), body, parse_payments)
-            .await
+    async fn create(&self, token: &Secret, body: &Value) -> PanelOutcome<CreatedPayout> {
+        self.post("/api/payment/create", Some(token), body, |v| {
+            parse_payments(v).and_then(created_payout)
+        })
+        .await
     }
 
     async fn cancel(&self, token: &Secret, ids: &[u64]) -> PanelOutcome<u64> {

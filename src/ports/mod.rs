@@ -91,162 +91,104 @@ pub trait TokenStore: Send + Sync {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Delivery records (idempotency) and the external-id → panel-id index
+// Delivery records (idempotency); the rules they follow are `crate::domain::delivery`
 
-/// Where a delivery stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeliveryState {
-    /// An invocation owns it and may be calling the panel until `deadline` (unix seconds);
-    /// past the deadline the owner is presumed dead and the outcome unknown.
-    InProgress { deadline: i64 },
-    /// Finished with an answer that is replayed to every later delivery.
-    Completed { status: u16, body: String },
-    /// Finished without effect at the panel (rejected, or never sent). Kept for the record;
-    /// a later delivery may take it over and try again.
-    Failed { status: u16, body: String },
-    /// The request may have reached the panel and no answer came. Never re-sent; an operator
-    /// settles it with `payout-bridge resolve`.
-    OutcomeUnknown { reason: String },
+pub use crate::domain::delivery::{DeliveryRecord, DeliveryState};
+
+/// Which record: a route and an item key. Keys of externalIds (`ext:…`) name one record across
+/// all routes (one payout per externalId); a lookup by id still answers only the route's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordId<'a> {
+    pub route: &'a str,
+    pub key: &'a str,
 }
 
-impl DeliveryState {
-    pub fn name(&self) -> &'static str {
-        match self {
-            DeliveryState::InProgress { .. } => "IN_PROGRESS",
-            DeliveryState::Completed { .. } => "COMPLETED",
-            DeliveryState::Failed { .. } => "FAILED",
-            DeliveryState::OutcomeUnknown { .. } => "OUTCOME_UNKNOWN",
-        }
-    }
-}
-
-/// One delivery (or one item of a batch) under its idempotency key.
+/// A move of a record into a new state, with the payout it made (creates).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveryRecord {
-    /// Route name.
-    pub route: String,
-    /// Idempotency key within the route (externalId, Idempotency-Key, webhook-id or body hash,
-    /// with `#index` for batch items that have no externalId).
-    pub key: String,
-    /// Fingerprint of the command; the same key with another fingerprint is a reuse.
-    pub fingerprint: String,
+pub struct Transition {
     pub state: DeliveryState,
-    /// Which invocation last took the record; transitions are conditional on it.
-    pub attempt: String,
-    /// The command's action (`create` / `cancel`).
-    pub action: String,
-    /// The sender's externalId, when the command has one.
-    pub external_id: Option<String>,
-    /// Unix seconds.
-    pub created_at: i64,
-    pub updated_at: i64,
-    /// Unix seconds after which the record is gone (DynamoDB TTL); stores treat expired
-    /// records as absent.
-    pub expires_at: i64,
+    pub payout_id: Option<u64>,
 }
 
-impl DeliveryRecord {
-    /// Whether the record needs a person (`pending`): OUTCOME_UNKNOWN, or IN_PROGRESS past its
-    /// deadline, and not expired.
-    pub fn needs_person(&self, now: i64) -> bool {
-        let open = match self.state {
-            DeliveryState::OutcomeUnknown { .. } => true,
-            DeliveryState::InProgress { deadline } => now > deadline,
-            _ => false,
-        };
-        open && self.expires_at > now
-    }
-}
-
-/// The check [`DeliveryStore::resolve`] makes of the state it is given: an operator settles a
-/// record as COMPLETED or FAILED, nothing else.
-pub fn check_resolution(state: &DeliveryState) -> Result<(), StoreError> {
-    match state {
-        DeliveryState::Completed { .. } | DeliveryState::Failed { .. } => Ok(()),
-        other => Err(StoreError::Refused(format!(
-            "resolve: a record can only be resolved to COMPLETED or FAILED, not {}",
-            other.name()
-        ))),
+impl Transition {
+    pub fn to(state: DeliveryState) -> Self {
+        Transition {
+            state,
+            payout_id: None,
+        }
     }
 }
 
 /// The answer of [`DeliveryStore::begin`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Begin {
-    /// The record was written (fresh, or taken over from `Failed`); the caller owns it.
+    /// The record was written (fresh, or taken over); the caller owns it.
     Started,
-    /// A record exists and was not taken over; the caller decides from its state.
+    /// A record exists and was not taken over; the caller decides from it.
     Existing(DeliveryRecord),
-}
-
-/// A created payout remembered under the sender's externalId, so cancels can name it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExternalPayout {
-    pub external_id: String,
-    pub payout_id: u64,
-    pub route: String,
-    pub expires_at: i64,
 }
 
 #[async_trait]
 pub trait DeliveryStore: Send + Sync {
-    /// Atomically: if no live record exists for (route, key), or the existing one is `Failed`,
-    /// write `record` (whose state is `InProgress`) and answer `Started`; otherwise answer
-    /// `Existing` with the current record and change nothing.
+    /// Atomically: when [`crate::domain::delivery::may_start`] holds for the record stored under
+    /// `record`'s key (none live, or FAILED), write `record` (IN_PROGRESS) and answer `Started`;
+    /// otherwise answer `Existing` with the stored record and change nothing.
     async fn begin(&self, record: &DeliveryRecord, now: i64) -> Result<Begin, StoreError>;
 
-    /// Moves the record from `InProgress` owned by `attempt` to `state` (the expiry set at
-    /// `begin` stays), and
-    /// in the same atomic write stores `external` when given. False (and nothing written) when
-    /// the record is no longer in progress under `attempt`.
+    /// Moves the record from IN_PROGRESS owned by `attempt` to `to`. A settled state starts the
+    /// record's expiry (`expires_at`, set at `begin`). False (and nothing written) when the
+    /// record is no longer in progress under `attempt`.
     async fn finish(
         &self,
-        route: &str,
-        key: &str,
+        id: RecordId<'_>,
         attempt: &str,
-        state: &DeliveryState,
-        external: Option<&ExternalPayout>,
+        to: &Transition,
         now: i64,
     ) -> Result<bool, StoreError>;
 
-    /// Marks an `InProgress` record whose deadline has passed (`now` > deadline) as
-    /// `OutcomeUnknown`. False when it is not (or no longer) such a record.
+    /// Marks an IN_PROGRESS record whose deadline has passed as OUTCOME_UNKNOWN. False when it
+    /// is not (or no longer) such a record.
     async fn expire_in_progress(
         &self,
-        route: &str,
-        key: &str,
+        id: RecordId<'_>,
         reason: &str,
         now: i64,
     ) -> Result<bool, StoreError>;
 
-    async fn get(
-        &self,
-        route: &str,
-        key: &str,
-        now: i64,
-    ) -> Result<Option<DeliveryRecord>, StoreError>;
+    /// The live record of the route under the key.
+    async fn get(&self, id: RecordId<'_>, now: i64) -> Result<Option<DeliveryRecord>, StoreError>;
 
-    /// Records that need a person: `OutcomeUnknown`, and `InProgress` past its deadline.
+    /// Records that need a person: OUTCOME_UNKNOWN, and IN_PROGRESS past its deadline.
     async fn pending(&self, now: i64) -> Result<Vec<DeliveryRecord>, StoreError>;
 
-    /// Operator settlement of an `OutcomeUnknown` (or stale `InProgress`) record: replaces it
-    /// with `state` (`Completed` or `Failed`), storing `external` in the same write when given.
-    /// False when the record is not in one of those states.
+    /// Settles a record that needs a person ([`DeliveryRecord::needs_person`]) as `to`
+    /// (COMPLETED or FAILED). False when the record does not need a person.
     async fn resolve(
         &self,
-        route: &str,
-        key: &str,
-        state: &DeliveryState,
-        external: Option<&ExternalPayout>,
+        id: RecordId<'_>,
+        to: &Transition,
         now: i64,
     ) -> Result<bool, StoreError>;
 
-    /// Panel payout ids for the given externalIds (absent ones are simply missing).
-    async fn external_payouts(
+    /// The live records of creates under these externalIds (absent ones are simply missing).
+    async fn creates_by_external_id(
         &self,
         external_ids: &[String],
         now: i64,
-    ) -> Result<Vec<ExternalPayout>, StoreError>;
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+
+    /// Records that a cancel (of `route`) named `external_id` before any payout was made for it:
+    /// writes a CANCELLED record, settled until `expires_at`, when
+    /// [`crate::domain::delivery::may_record_cancellation`] holds. True when a CANCELLED record
+    /// now stands there (written now or before); false when something else does (a create
+    /// started meanwhile).
+    async fn record_cancellation(
+        &self,
+        route: &str,
+        external_id: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -282,6 +224,13 @@ impl<T> PanelOutcome<T> {
     }
 }
 
+/// A payout the panel made: its id and the panel's whole `{"payments":[…]}` answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedPayout {
+    pub id: u64,
+    pub body: serde_json::Value,
+}
+
 /// The panel's API (see `../shared/payout-panel-api.txt`).
 #[async_trait]
 pub trait PanelApi: Send + Sync {
@@ -289,11 +238,8 @@ pub trait PanelApi: Send + Sync {
     async fn authenticate(&self, password: &Secret) -> PanelOutcome<Secret>;
     /// `POST /api/payment/create`: `body` is the panel's create body; answers its
     /// `{"payments":[…]}` body.
-    async fn create(
-        &self,
-        token: &Secret,
-        body: &serde_json::Value,
-    ) -> PanelOutcome<serde_json::Value>;
+    async fn create(&self, token: &Secret, body: &serde_json::Value)
+        -> PanelOutcome<CreatedPayout>;
     /// `POST /api/payment/cancel`: answers the panel's `success` count.
     async fn cancel(&self, token: &Secret, ids: &[u64]) -> PanelOutcome<u64>;
 }
@@ -313,5 +259,28 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
         chrono::Utc::now().timestamp()
+    }
+}
+
+/// A clock that stands still until moved: tests (and anything else that must run "on day 8"
+/// in milliseconds) set it, or advance it.
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    pub fn new(now: i64) -> Self {
+        ManualClock(std::sync::atomic::AtomicI64::new(now))
+    }
+    pub fn set(&self, now: i64) {
+        self.0.store(now, std::sync::atomic::Ordering::SeqCst);
+    }
+    pub fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

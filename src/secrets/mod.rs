@@ -56,6 +56,14 @@ pub fn parse_reference(reference: &str) -> Result<SecretRef<'_>, StoreError> {
     )))
 }
 
+/// Whether a reference names a Secrets Manager secret (the one place that asks).
+pub fn is_secrets_manager(reference: &str) -> bool {
+    matches!(
+        parse_reference(reference),
+        Ok(SecretRef::SecretsManager { .. })
+    )
+}
+
 /// The panel password from a Secrets Manager secret string: the string itself, or, when it is
 /// a JSON object, the string under `apiKey` (preferred) or `password`. Trailing line breaks of
 /// a plain value are dropped (secrets stored from a file often end with one). A JSON object

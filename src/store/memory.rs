@@ -7,9 +7,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 
+use crate::domain::delivery::{self, ItemKey, EXTERNAL_KEY_PREFIX};
 use crate::ports::{
-    check_resolution, Begin, CachedToken, DeliveryRecord, DeliveryState, DeliveryStore,
-    ExternalPayout, Secret, StoreError, TokenStore,
+    Begin, CachedToken, DeliveryRecord, DeliveryState, DeliveryStore, RecordId, Secret, StoreError,
+    TokenStore, Transition,
 };
 
 /// Locks a mutex. The critical sections below never panic half-way, so a poisoned lock still
@@ -97,28 +98,44 @@ impl TokenStore for MemoryTokenStore {
 // ---------------------------------------------------------------------------------------------
 // Delivery store
 
+/// Where a record lives: keys of externalIds are global, every other key is the route's own.
+fn slot(route: &str, key: &str) -> (String, String) {
+    if key.starts_with(EXTERNAL_KEY_PREFIX) {
+        (String::new(), key.to_string())
+    } else {
+        (route.to_string(), key.to_string())
+    }
+}
+
 #[derive(Default)]
 struct Deliveries {
     records: HashMap<(String, String), DeliveryRecord>,
-    externals: HashMap<String, ExternalPayout>,
 }
 
 impl Deliveries {
-    /// The live (not TTL-expired) record.
-    fn live_mut(&mut self, route: &str, key: &str, now: i64) -> Option<&mut DeliveryRecord> {
+    /// The live record under the key, whichever route wrote it.
+    fn live(&mut self, route: &str, key: &str, now: i64) -> Option<&mut DeliveryRecord> {
         self.records
-            .get_mut(&(route.to_string(), key.to_string()))
-            .filter(|r| r.expires_at > now)
+            .get_mut(&slot(route, key))
+            .filter(|r| r.is_live(now))
     }
 
-    fn store_external(&mut self, external: Option<&ExternalPayout>) {
-        if let Some(ext) = external {
-            self.externals.insert(ext.external_id.clone(), ext.clone());
-        }
+    /// The live record of `id.route` under `id.key`.
+    fn own(&mut self, id: RecordId<'_>, now: i64) -> Option<&mut DeliveryRecord> {
+        self.live(id.route, id.key, now)
+            .filter(|r| r.route == id.route)
     }
 }
 
-/// Delivery records and the externalId index in memory.
+fn apply(record: &mut DeliveryRecord, to: &Transition, now: i64) {
+    record.state = to.state.clone();
+    if to.payout_id.is_some() {
+        record.payout_id = to.payout_id;
+    }
+    record.updated_at = now;
+}
+
+/// Delivery records in memory.
 #[derive(Default)]
 pub struct MemoryDeliveryStore {
     inner: Mutex<Deliveries>,
@@ -143,7 +160,6 @@ impl std::fmt::Debug for MemoryDeliveryStore {
         let inner = lock(&self.inner);
         f.debug_struct("MemoryDeliveryStore")
             .field("records", &inner.records.len())
-            .field("externals", &inner.externals.len())
             .finish()
     }
 }
@@ -152,32 +168,32 @@ impl std::fmt::Debug for MemoryDeliveryStore {
 impl DeliveryStore for MemoryDeliveryStore {
     async fn begin(&self, record: &DeliveryRecord, now: i64) -> Result<Begin, StoreError> {
         let mut inner = lock(&self.inner);
-        if let Some(existing) = inner.live_mut(&record.route, &record.key, now) {
+        let slot = slot(&record.route, &record.key);
+        let existing = inner.records.get(&slot);
+        if let Some(existing) = existing {
             if *existing == *record {
                 // Identical repeat of our own write (what a retried request sees on DynamoDB).
                 return Ok(Begin::Started);
             }
-            if !matches!(existing.state, DeliveryState::Failed { .. }) {
-                return Ok(Begin::Existing(existing.clone()));
-            }
         }
-        inner
-            .records
-            .insert((record.route.clone(), record.key.clone()), record.clone());
+        if !delivery::may_start(existing, now) {
+            return Ok(Begin::Existing(existing.cloned().ok_or_else(|| {
+                StoreError::Corrupt("begin: no record and no start".into())
+            })?));
+        }
+        inner.records.insert(slot, record.clone());
         Ok(Begin::Started)
     }
 
     async fn finish(
         &self,
-        route: &str,
-        key: &str,
+        id: RecordId<'_>,
         attempt: &str,
-        state: &DeliveryState,
-        external: Option<&ExternalPayout>,
+        to: &Transition,
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut inner = lock(&self.inner);
-        let Some(record) = inner.live_mut(route, key, now) else {
+        let Some(record) = inner.own(id, now) else {
             return Ok(false);
         };
         if record.attempt != attempt {
@@ -185,45 +201,37 @@ impl DeliveryStore for MemoryDeliveryStore {
         }
         if !matches!(record.state, DeliveryState::InProgress { .. }) {
             // Our own identical finish, already applied (what a retried request sees on DynamoDB).
-            return Ok(record.state == *state && record.updated_at == now);
+            return Ok(record.state == to.state && record.updated_at == now);
         }
-        record.state = state.clone();
-        record.updated_at = now;
-        inner.store_external(external);
+        apply(record, to, now);
         Ok(true)
     }
 
     async fn expire_in_progress(
         &self,
-        route: &str,
-        key: &str,
+        id: RecordId<'_>,
         reason: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut inner = lock(&self.inner);
-        let Some(record) = inner.live_mut(route, key, now) else {
+        let Some(record) = inner.own(id, now) else {
             return Ok(false);
         };
         match record.state {
             DeliveryState::InProgress { deadline } if now > deadline => {
-                record.state = DeliveryState::OutcomeUnknown {
+                let to = Transition::to(DeliveryState::OutcomeUnknown {
                     reason: reason.to_string(),
-                };
-                record.updated_at = now;
+                });
+                apply(record, &to, now);
                 Ok(true)
             }
             _ => Ok(false),
         }
     }
 
-    async fn get(
-        &self,
-        route: &str,
-        key: &str,
-        now: i64,
-    ) -> Result<Option<DeliveryRecord>, StoreError> {
+    async fn get(&self, id: RecordId<'_>, now: i64) -> Result<Option<DeliveryRecord>, StoreError> {
         let mut inner = lock(&self.inner);
-        Ok(inner.live_mut(route, key, now).map(|r| r.clone()))
+        Ok(inner.own(id, now).map(|r| r.clone()))
     }
 
     async fn pending(&self, now: i64) -> Result<Vec<DeliveryRecord>, StoreError> {
@@ -240,39 +248,61 @@ impl DeliveryStore for MemoryDeliveryStore {
 
     async fn resolve(
         &self,
-        route: &str,
-        key: &str,
-        state: &DeliveryState,
-        external: Option<&ExternalPayout>,
+        id: RecordId<'_>,
+        to: &Transition,
         now: i64,
     ) -> Result<bool, StoreError> {
-        check_resolution(state)?;
+        delivery::check_resolution(&to.state).map_err(StoreError::Refused)?;
         let mut inner = lock(&self.inner);
-        let Some(record) = inner.live_mut(route, key, now) else {
+        let Some(record) = inner.own(id, now) else {
             return Ok(false);
         };
         if !record.needs_person(now) {
             return Ok(false);
         }
-        record.state = state.clone();
-        record.updated_at = now;
-        inner.store_external(external);
+        apply(record, to, now);
         Ok(true)
     }
 
-    async fn external_payouts(
+    async fn creates_by_external_id(
         &self,
         external_ids: &[String],
         now: i64,
-    ) -> Result<Vec<ExternalPayout>, StoreError> {
-        let inner = lock(&self.inner);
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let mut inner = lock(&self.inner);
         let mut seen = HashSet::new();
-        Ok(external_ids
-            .iter()
-            .filter(|id| seen.insert(id.as_str()))
-            .filter_map(|id| inner.externals.get(id))
-            .filter(|ext| ext.expires_at > now)
-            .cloned()
-            .collect())
+        let mut out = Vec::new();
+        for ext in external_ids {
+            if !seen.insert(ext.as_str()) {
+                continue;
+            }
+            let key = ItemKey::external(ext);
+            if let Some(r) = inner.live("", key.as_str(), now) {
+                out.push(r.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn record_cancellation(
+        &self,
+        route: &str,
+        external_id: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut inner = lock(&self.inner);
+        let key = ItemKey::external(external_id);
+        let slot = slot(route, key.as_str());
+        let existing = inner.records.get(&slot);
+        if existing.is_some_and(|r| r.is_live(now) && r.state == DeliveryState::Cancelled) {
+            return Ok(true);
+        }
+        if !delivery::may_record_cancellation(existing, now) {
+            return Ok(false);
+        }
+        let record = delivery::cancellation_record(route, external_id, expires_at, now);
+        inner.records.insert(slot, record);
+        Ok(true)
     }
 }

@@ -184,15 +184,11 @@ pub fn unique() -> String {
 // An in-process bridge on a loopback port, with in-memory stores, talking to a real panel.
 
 use async_trait::async_trait;
-use payout_bridge::app::build::{self, Adapters};
 use payout_bridge::app::Bridge;
-use payout_bridge::config::routes::RoutesFile;
 use payout_bridge::config::Settings;
 use payout_bridge::panel::{PanelClient, PanelClientConfig};
-use payout_bridge::ports::{
-    DeliveryStore, PanelApi, Secret, SecretSource, StoreError, SystemClock, TokenStore,
-};
-use payout_bridge::store::memory::{MemoryDeliveryStore, MemoryTokenStore};
+use payout_bridge::ports::{DeliveryStore, PanelApi, Secret, SecretSource, StoreError};
+use payout_bridge::service::ServiceBuilder;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -297,24 +293,23 @@ pub async fn start_bridge_full(
         map.insert(k.to_string(), v.to_string());
     }
     let secrets: Arc<dyn SecretSource> = Arc::new(MapSecrets(map));
-    let file = RoutesFile::parse(routes, "test routes").expect("routes");
-    let built = build::build_routes(&file, secrets.as_ref())
-        .await
-        .expect("build routes");
-    let deliveries: Arc<dyn DeliveryStore> = Arc::new(MemoryDeliveryStore::default());
-    let tokens: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::default());
-    let bridge = Arc::new(build::bridge(
-        &settings,
-        built,
-        Adapters {
-            panel,
-            tokens,
-            deliveries: deliveries.clone(),
-            secrets,
-            clock: Arc::new(SystemClock),
-        },
-        "test:panel-password",
-    ));
+    let bridge = Arc::new(
+        ServiceBuilder::new(settings)
+            .routes_yaml(routes, "test routes")
+            .expect("routes")
+            .panel(panel)
+            .secrets(secrets)
+            .password_ref("test:panel-password")
+            .build()
+            .await
+            .expect("build the bridge"),
+    );
+    serve(bridge).await
+}
+
+/// Serves an assembled bridge on a loopback port until the handle drops.
+pub async fn serve(bridge: Arc<Bridge>) -> TestBridge {
+    let deliveries = bridge.deliveries().clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

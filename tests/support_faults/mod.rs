@@ -286,8 +286,13 @@ impl Aws {
 
     /// The delivery record of a create on route `payouts` with this externalId.
     pub async fn record(&self, external_id: &str) -> Option<DeliveryRecord> {
+        let key = format!("ext:{external_id}");
+        let id = payout_bridge::ports::RecordId {
+            route: "payouts",
+            key: &key,
+        };
         self.deliveries
-            .get("payouts", &format!("ext:{external_id}"), now())
+            .get(id, now())
             .await
             .expect("read the delivery record")
     }

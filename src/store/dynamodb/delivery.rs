@@ -5,24 +5,28 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update,
+    AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure,
 };
 use aws_sdk_dynamodb::Client;
 
 use super::item::{
-    delivery_from_item, delivery_item, delivery_pk, external_from_item, external_item, external_pk,
-    is_expired, key_of, n, s, state_attrs, Item, ATTEMPT, DEADLINE, OPEN_VALUE, STATE, UPDATED_AT,
+    delivery_from_item, delivery_item, external_pk, is_expired, key_of, n, record_pk, s,
+    state_attrs, Item, ATTEMPT, DEADLINE, EXPIRES_AT, OPEN_VALUE, PAYOUT_ID, ROUTE, STATE,
+    UPDATED_AT,
 };
 use super::{OPEN_ATTR, OPEN_AT_ATTR, OPEN_INDEX, PK, TTL_ATTR};
 use crate::aws::sdk_error;
+use crate::domain::delivery::{self, cancellation_record};
 use crate::ports::{
-    check_resolution, Begin, DeliveryRecord, DeliveryState, DeliveryStore, ExternalPayout,
-    StoreError,
+    Begin, DeliveryRecord, DeliveryState, DeliveryStore, RecordId, StoreError, Transition,
 };
+
+/// The condition of every write that starts a record (`begin`, `record_cancellation`): the
+/// rule `domain::delivery::may_start` in DynamoDB's words. Nothing there; or FAILED; or settled
+/// and past its expiry (only settled records carry a `ttl`).
+const MAY_START: &str = "attribute_not_exists(#pk) OR #state = :failed OR #ttl <= :now";
 
 /// How often `begin` re-tries its conditional put when the record it collided with vanished
 /// before it could be read, and how often `finish`/`resolve` re-try a transaction cancelled by a
@@ -53,161 +57,151 @@ impl DynamoDeliveryStore {
         &self.table
     }
 
-    /// The live record, read with ConsistentRead (1 GetItem).
-    async fn read(
-        &self,
-        route: &str,
-        key: &str,
-        now: i64,
-    ) -> Result<Option<DeliveryRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_of(delivery_pk(route, key))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetItem", e))?;
-        match out.item {
-            Some(item) if !is_expired(&item, now) => Ok(Some(delivery_from_item(&item)?)),
-            _ => Ok(None),
-        }
+    /// The live record of `id.route` under `id.key`, read with ConsistentRead (1 GetItem).
+    async fn read(&self, id: RecordId<'_>, now: i64) -> Result<Option<DeliveryRecord>, StoreError> {
+        Ok(self
+            .read_any(&record_pk(id.route, id.key))
+            .await?
+            .filter(|r| r.is_live(now) && r.route == id.route))
     }
 
-    /// A conditional move into `state` (`UpdateItem`, or `TransactWriteItems` with the external
-    /// item). `condition` and its values come from the caller; `own_write` recognises the
-    /// caller's own earlier write when a retried request finds the condition already consumed.
-    #[allow(clippy::too_many_arguments)]
+    /// A conditional move into `to` (one UpdateItem). A settled state starts the record's
+    /// expiry (`ttl` = its `expires_at`). `condition` and its values come from the caller;
+    /// `own_write` recognises the caller's own earlier write when a retried request finds the
+    /// condition already consumed.
     async fn transition(
         &self,
         operation: &'static str,
-        route: &str,
-        key: &str,
-        state: &DeliveryState,
-        external: Option<&ExternalPayout>,
+        id: RecordId<'_>,
+        to: &Transition,
         condition: Expr,
         now: i64,
         own_write: impl Fn(&DeliveryRecord) -> bool,
     ) -> Result<bool, StoreError> {
         let mut update = Expr::default();
-        let attrs = state_attrs(state);
+        let attrs = state_attrs(&to.state);
         for (name, value) in attrs.set {
             update.set(name, value);
         }
         update.set(UPDATED_AT, n(now));
+        if let Some(payout_id) = to.payout_id {
+            update.set(PAYOUT_ID, n(payout_id));
+        }
+        if to.state.is_settled() {
+            update.copy(TTL_ATTR, EXPIRES_AT);
+        }
         for name in attrs.remove {
             update.remove(name);
         }
         let update_expression = update.update_expression();
         let condition_expression = condition.condition.clone();
         let (names, values) = Expr::merge(update, condition);
-        let pk = delivery_pk(route, key);
-
-        let Some(external) = external else {
-            let mut round = 0;
-            loop {
-                let result = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key_of(pk.clone())))
-                    .update_expression(update_expression.clone())
-                    .condition_expression(condition_expression.clone())
-                    .set_expression_attribute_names(Some(names.clone()))
-                    .set_expression_attribute_values(Some(values.clone()))
-                    .return_values_on_condition_check_failure(
-                        ReturnValuesOnConditionCheckFailure::AllOld,
-                    )
-                    .send()
-                    .await;
-                let err = match result {
-                    Ok(_) => return Ok(true),
-                    Err(err) => err,
-                };
-                match err.as_service_error() {
-                    Some(UpdateItemError::ConditionalCheckFailedException(e)) => {
-                        let current = e.item().map(delivery_from_item).transpose()?;
-                        return Ok(current.is_some_and(|rec| own_write(&rec)));
-                    }
-                    Some(UpdateItemError::TransactionConflictException(_))
-                        if round < MAX_RACE_RETRIES =>
-                    {
-                        conflict_pause(operation, round).await;
-                        round += 1;
-                    }
-                    _ => return Err(sdk_error("UpdateItem", err)),
-                }
-            }
-        };
-
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key_of(pk)))
-            .update_expression(update_expression)
-            .condition_expression(condition_expression)
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(|e| StoreError::Refused(format!("{operation}: bug: {e}")))?;
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(external_item(external)))
-            .build()
-            .map_err(|e| StoreError::Refused(format!("{operation}: bug: {e}")))?;
-        let items = vec![
-            TransactWriteItem::builder().update(update).build(),
-            TransactWriteItem::builder().put(put).build(),
-        ];
-        for round in 0..=MAX_RACE_RETRIES {
-            // Each round is a new transaction (new client request token); the SDK's own retries
-            // of one round reuse its token, so DynamoDB applies it at most once.
+        let pk = record_pk(id.route, id.key);
+        let mut round = 0;
+        loop {
             let result = self
                 .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key_of(pk.clone())))
+                .update_expression(update_expression.clone())
+                .condition_expression(condition_expression.clone())
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
                 .send()
                 .await;
             let err = match result {
                 Ok(_) => return Ok(true),
                 Err(err) => err,
             };
-            let service = match err {
-                aws_sdk_dynamodb::error::SdkError::ServiceError(service) => service,
-                other => return Err(sdk_error("TransactWriteItems", other)),
-            };
-            let TransactWriteItemsError::TransactionCanceledException(cancelled) = service.err()
-            else {
-                return Err(sdk_error(
-                    "TransactWriteItems",
-                    aws_sdk_dynamodb::error::SdkError::ServiceError(service),
-                ));
-            };
-            let reasons = cancelled.cancellation_reasons();
-            let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("None");
-            if code(0) == "ConditionalCheckFailed" {
-                let current = reasons
-                    .first()
-                    .and_then(|r| r.item())
-                    .map(delivery_from_item)
-                    .transpose()?;
-                return Ok(current.is_some_and(|rec| own_write(&rec)));
+            match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(e)) => {
+                    let current = e.item().map(delivery_from_item).transpose()?;
+                    return Ok(current.is_some_and(|rec| own_write(&rec)));
+                }
+                Some(UpdateItemError::TransactionConflictException(_))
+                    if round < MAX_RACE_RETRIES =>
+                {
+                    conflict_pause(operation, round).await;
+                    round += 1;
+                }
+                _ => return Err(sdk_error("UpdateItem", err)),
             }
-            let conflict = (0..items.len()).any(|i| code(i) == "TransactionConflict");
-            if conflict && round < MAX_RACE_RETRIES {
-                conflict_pause(operation, round).await;
+        }
+    }
+
+    /// A conditional put of a whole record under [`MAY_START`]. `Ok(None)` when written, else
+    /// the record that stood there (read with the failure, or by a consistent read).
+    async fn put_if_startable(
+        &self,
+        operation: &'static str,
+        record: &DeliveryRecord,
+        now: i64,
+    ) -> Result<Option<Option<DeliveryRecord>>, StoreError> {
+        let mut cond = Expr::with_condition(MAY_START).names_for(&[PK, STATE, TTL_ATTR]);
+        cond.value(":now", n(now)).value(":failed", s("FAILED"));
+        for round in 0..=MAX_RACE_RETRIES {
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(delivery_item(record)))
+                .condition_expression(cond.condition.clone())
+                .set_expression_attribute_names(Some(cond.names.clone()))
+                .set_expression_attribute_values(Some(cond.values.clone()))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await;
+            let returned = match result {
+                Ok(_) => return Ok(None),
+                Err(err) => match err.as_service_error() {
+                    Some(PutItemError::ConditionalCheckFailedException(e)) => e.item().cloned(),
+                    // A transition of the same record is in flight.
+                    Some(PutItemError::TransactionConflictException(_))
+                        if round < MAX_RACE_RETRIES =>
+                    {
+                        conflict_pause(operation, round).await;
+                        continue;
+                    }
+                    _ => return Err(sdk_error("PutItem", err)),
+                },
+            };
+            let current = match returned {
+                Some(item) => Some(delivery_from_item(&item)?),
+                None => {
+                    self.read_any(&record_pk(&record.route, &record.key))
+                        .await?
+                }
+            };
+            // Gone, expired or FAILED between the put and the read: try the put again.
+            if delivery::may_start(current.as_ref(), now) && current.as_ref() != Some(record) {
                 continue;
             }
-            let codes: Vec<&str> = (0..items.len()).map(code).collect();
-            return Err(StoreError::Unavailable(format!(
-                "{operation}: transaction cancelled ({})",
-                codes.join(", ")
-            )));
+            return Ok(Some(current));
         }
         Err(StoreError::Unavailable(format!(
-            "{operation}: transaction kept conflicting"
+            "{operation}: record {} kept changing under concurrent writers",
+            record_pk(&record.route, &record.key)
         )))
+    }
+
+    /// The item under `pk`, whatever its state or expiry (1 consistent GetItem).
+    async fn read_any(&self, pk: &str) -> Result<Option<DeliveryRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(pk.to_string())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        out.item.as_ref().map(delivery_from_item).transpose()
     }
 }
 
@@ -249,6 +243,12 @@ impl Expr {
         self.values.insert(placeholder.clone(), value);
         self.set.push(format!("{alias} = {placeholder}"));
     }
+    /// `SET attr = other` (copies another attribute of the same item).
+    fn copy(&mut self, attr: &str, other: &str) {
+        let alias = self.name(attr);
+        let source = self.name(other);
+        self.set.push(format!("{alias} = {source}"));
+    }
     fn remove(&mut self, attr: &str) {
         let alias = self.name(attr);
         self.remove.push(alias);
@@ -278,143 +278,70 @@ impl Expr {
 
 #[async_trait]
 impl DeliveryStore for DynamoDeliveryStore {
-    /// 1 PutItem (condition: absent, expired or FAILED). On a condition failure DynamoDB returns
-    /// the current item with the error (`ReturnValuesOnConditionCheckFailure=ALL_OLD`), so the
-    /// `Existing` answer costs no extra call; only if it comes without the item is it read with a
+    /// 1 PutItem (condition [`MAY_START`]). On a condition failure DynamoDB returns the current
+    /// item with the error (`ReturnValuesOnConditionCheckFailure=ALL_OLD`), so the `Existing`
+    /// answer costs no extra call; only if it comes without the item is it read with a
     /// consistent GetItem, and the put retried if the record vanished in between.
     async fn begin(&self, record: &DeliveryRecord, now: i64) -> Result<Begin, StoreError> {
-        let mut cond =
-            Expr::with_condition("attribute_not_exists(#pk) OR #ttl <= :now OR #state = :failed")
-                .names_for(&[PK, TTL_ATTR, STATE]);
-        cond.value(":now", n(now)).value(":failed", s("FAILED"));
-        for round in 0..=MAX_RACE_RETRIES {
-            let result = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(delivery_item(record)))
-                .condition_expression(cond.condition.clone())
-                .set_expression_attribute_names(Some(cond.names.clone()))
-                .set_expression_attribute_values(Some(cond.values.clone()))
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .send()
-                .await;
-            let returned = match result {
-                Ok(_) => return Ok(Begin::Started),
-                Err(err) => match err.as_service_error() {
-                    Some(PutItemError::ConditionalCheckFailedException(e)) => e.item().cloned(),
-                    // A finish/resolve transaction on the same record is in flight.
-                    Some(PutItemError::TransactionConflictException(_))
-                        if round < MAX_RACE_RETRIES =>
-                    {
-                        conflict_pause("begin", round).await;
-                        continue;
-                    }
-                    _ => return Err(sdk_error("PutItem", err)),
-                },
-            };
-            let current = match returned {
-                Some(item) => Some(delivery_from_item(&item)?),
-                None => self.read(&record.route, &record.key, now).await?,
-            };
-            match current {
-                // Our own put, applied by an earlier try whose answer was lost (SDK retry).
-                Some(existing) if existing == *record => return Ok(Begin::Started),
-                Some(existing) if !matches!(existing.state, DeliveryState::Failed { .. }) => {
-                    return Ok(Begin::Existing(existing))
-                }
-                // Gone (or FAILED again) between the put and the read: try the put again.
-                _ => continue,
-            }
+        match self.put_if_startable("begin", record, now).await? {
+            None => Ok(Begin::Started),
+            // Our own put, applied by an earlier try whose answer was lost (SDK retry).
+            Some(Some(existing)) if existing == *record => Ok(Begin::Started),
+            Some(Some(existing)) => Ok(Begin::Existing(existing)),
+            Some(None) => Err(StoreError::Unavailable(format!(
+                "begin: record {} could not be written",
+                record_pk(&record.route, &record.key)
+            ))),
         }
-        Err(StoreError::Unavailable(format!(
-            "begin: record {} kept changing under concurrent writers",
-            delivery_pk(&record.route, &record.key)
-        )))
     }
 
-    /// 1 UpdateItem, or 1 TransactWriteItems with `external` (the record update + a Put of the
-    /// external item, all or nothing). Condition: IN_PROGRESS, `attempt` matches, not expired.
+    /// 1 UpdateItem. Condition: IN_PROGRESS and `attempt` matches.
     async fn finish(
         &self,
-        route: &str,
-        key: &str,
+        id: RecordId<'_>,
         attempt: &str,
-        state: &DeliveryState,
-        external: Option<&ExternalPayout>,
+        to: &Transition,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let mut cond =
-            Expr::with_condition("#state = :in_progress AND #attempt = :attempt AND #ttl > :now")
-                .names_for(&[STATE, ATTEMPT, TTL_ATTR]);
+        let mut cond = Expr::with_condition("#state = :in_progress AND #attempt = :attempt")
+            .names_for(&[STATE, ATTEMPT]);
         cond.value(":in_progress", s("IN_PROGRESS"))
-            .value(":attempt", s(attempt))
-            .value(":now", n(now));
-        self.transition(
-            "finish",
-            route,
-            key,
-            state,
-            external,
-            cond,
-            now,
-            |current| {
-                current.attempt == attempt
-                    && current.state == *state
-                    && current.updated_at == now
-                    && current.expires_at > now
-            },
-        )
+            .value(":attempt", s(attempt));
+        self.transition("finish", id, to, cond, now, |current| {
+            current.attempt == attempt && current.state == to.state && current.updated_at == now
+        })
         .await
     }
 
-    /// 1 UpdateItem. Condition: IN_PROGRESS, `deadline < now`, not expired.
+    /// 1 UpdateItem. Condition: IN_PROGRESS and `deadline < now`.
     async fn expire_in_progress(
         &self,
-        route: &str,
-        key: &str,
+        id: RecordId<'_>,
         reason: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let mut cond =
-            Expr::with_condition("#state = :in_progress AND #deadline < :now AND #ttl > :now")
-                .names_for(&[STATE, DEADLINE, TTL_ATTR]);
+        let mut cond = Expr::with_condition("#state = :in_progress AND #deadline < :now")
+            .names_for(&[STATE, DEADLINE]);
         cond.value(":in_progress", s("IN_PROGRESS"))
             .value(":now", n(now));
-        let state = DeliveryState::OutcomeUnknown {
+        let to = Transition::to(DeliveryState::OutcomeUnknown {
             reason: reason.to_string(),
-        };
-        self.transition(
-            "expire_in_progress",
-            route,
-            key,
-            &state,
-            None,
-            cond,
-            now,
-            |_| false,
-        )
-        .await
+        });
+        self.transition("expire_in_progress", id, &to, cond, now, |_| false)
+            .await
     }
 
     /// 1 GetItem (ConsistentRead).
-    async fn get(
-        &self,
-        route: &str,
-        key: &str,
-        now: i64,
-    ) -> Result<Option<DeliveryRecord>, StoreError> {
-        self.read(route, key, now).await
+    async fn get(&self, id: RecordId<'_>, now: i64) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.read(id, now).await
     }
 
     /// 1 Query on the sparse GSI `open-index` per page of up to 1 MB (key condition
-    /// `open = "OPEN" AND open_at < now`, filter `ttl > now`). GSI reads are eventually
-    /// consistent: a record that changed in the last moment may be listed in its previous state
-    /// or missed (see docs/STATE.md). Sorted by (created_at, route, key).
+    /// `open = "OPEN" AND open_at < now`). GSI reads are eventually consistent: a record that
+    /// changed in the last moment may be listed in its previous state or missed (see
+    /// docs/STATE.md). Sorted by (created_at, route, key).
     async fn pending(&self, now: i64) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let mut expr = Expr::default().names_for(&[OPEN_ATTR, OPEN_AT_ATTR, TTL_ATTR]);
+        let mut expr = Expr::default().names_for(&[OPEN_ATTR, OPEN_AT_ATTR]);
         expr.value(":open", s(OPEN_VALUE)).value(":now", n(now));
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
@@ -425,7 +352,6 @@ impl DeliveryStore for DynamoDeliveryStore {
                 .table_name(&self.table)
                 .index_name(OPEN_INDEX)
                 .key_condition_expression("#open = :open AND #open_at < :now")
-                .filter_expression("#ttl > :now")
                 .set_expression_attribute_names(Some(expr.names.clone()))
                 .set_expression_attribute_values(Some(expr.values.clone()))
                 .set_exclusive_start_key(start.take())
@@ -447,42 +373,41 @@ impl DeliveryStore for DynamoDeliveryStore {
         Ok(out)
     }
 
-    /// 1 UpdateItem, or 1 TransactWriteItems with `external`. Condition: not expired and
-    /// (OUTCOME_UNKNOWN, or IN_PROGRESS with `deadline < now`).
+    /// 1 UpdateItem. Condition: the route's, and OUTCOME_UNKNOWN or IN_PROGRESS with
+    /// `deadline < now`.
     async fn resolve(
         &self,
-        route: &str,
-        key: &str,
-        state: &DeliveryState,
-        external: Option<&ExternalPayout>,
+        id: RecordId<'_>,
+        to: &Transition,
         now: i64,
     ) -> Result<bool, StoreError> {
-        check_resolution(state)?;
+        delivery::check_resolution(&to.state).map_err(StoreError::Refused)?;
         let mut cond = Expr::with_condition(
-            "#ttl > :now AND (#state = :unknown OR (#state = :in_progress AND #deadline < :now))",
+            "#route = :route AND (#state = :unknown OR (#state = :in_progress AND #deadline < :now))",
         )
-        .names_for(&[STATE, DEADLINE, TTL_ATTR]);
-        cond.value(":unknown", s("OUTCOME_UNKNOWN"))
+        .names_for(&[ROUTE, STATE, DEADLINE]);
+        cond.value(":route", s(id.route))
+            .value(":unknown", s("OUTCOME_UNKNOWN"))
             .value(":in_progress", s("IN_PROGRESS"))
             .value(":now", n(now));
-        self.transition("resolve", route, key, state, external, cond, now, |_| false)
+        self.transition("resolve", id, to, cond, now, |_| false)
             .await
     }
 
-    /// ⌈distinct ids / 100⌉ BatchGetItem calls (ConsistentRead), plus one more per round of
-    /// keys DynamoDB leaves unprocessed under throttling; no call for an empty list. Answers in
-    /// the order of `external_ids`, duplicates once.
-    async fn external_payouts(
+    /// ⌈distinct ids / 100⌉ BatchGetItem calls (ConsistentRead) on `EXTERNAL#…`, plus one more
+    /// per round of keys DynamoDB leaves unprocessed under throttling; no call for an empty
+    /// list.
+    async fn creates_by_external_id(
         &self,
         external_ids: &[String],
         now: i64,
-    ) -> Result<Vec<ExternalPayout>, StoreError> {
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
         let mut seen = HashSet::new();
         let ids: Vec<&String> = external_ids
             .iter()
             .filter(|id| seen.insert(id.as_str()))
             .collect();
-        let mut found: HashMap<String, ExternalPayout> = HashMap::new();
+        let mut out = Vec::new();
         for chunk in ids.chunks(BATCH_GET_MAX) {
             let keys: Vec<Item> = chunk.iter().map(|id| key_of(external_pk(id))).collect();
             let mut request = Some(
@@ -503,31 +428,50 @@ impl DeliveryStore for DynamoDeliveryStore {
                     tokio::time::sleep(Duration::from_millis(25 << round)).await;
                 }
                 round += 1;
-                let out = self
+                let got = self
                     .client
                     .batch_get_item()
                     .request_items(&self.table, keys)
                     .send()
                     .await
                     .map_err(|e| sdk_error("BatchGetItem", e))?;
-                if let Some(items) = out.responses.as_ref().and_then(|r| r.get(&self.table)) {
+                if let Some(items) = got.responses.as_ref().and_then(|r| r.get(&self.table)) {
                     for item in items {
                         if is_expired(item, now) {
                             continue;
                         }
-                        let ext = external_from_item(item)?;
-                        found.insert(ext.external_id.clone(), ext);
+                        let record = delivery_from_item(item)?;
+                        if record.is_live(now) {
+                            out.push(record);
+                        }
                     }
                 }
-                request = out
+                request = got
                     .unprocessed_keys
                     .and_then(|mut u| u.remove(&self.table))
                     .filter(|k| !k.keys().is_empty());
             }
         }
-        Ok(ids
-            .into_iter()
-            .filter_map(|id| found.remove(id.as_str()))
-            .collect())
+        Ok(out)
+    }
+
+    /// 1 PutItem (condition [`MAY_START`]); on a condition failure the item comes back with it.
+    async fn record_cancellation(
+        &self,
+        route: &str,
+        external_id: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let record = cancellation_record(route, external_id, expires_at, now);
+        match self
+            .put_if_startable("record_cancellation", &record, now)
+            .await?
+        {
+            None => Ok(true),
+            Some(current) => {
+                Ok(current.is_some_and(|r| r.is_live(now) && r.state == DeliveryState::Cancelled))
+            }
+        }
     }
 }

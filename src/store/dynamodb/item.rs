@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{OPEN_ATTR, OPEN_AT_ATTR, PK, TTL_ATTR};
-use crate::ports::{DeliveryRecord, DeliveryState, ExternalPayout, StoreError};
+use crate::domain::delivery::EXTERNAL_KEY_PREFIX;
+use crate::domain::Action;
+use crate::ports::{DeliveryRecord, DeliveryState, StoreError};
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
@@ -36,6 +38,15 @@ pub(crate) const TOKEN: &str = "token";
 pub(crate) const EXPIRES_AT: &str = "expires_at";
 pub(crate) const OWNER: &str = "owner";
 pub(crate) const LEASE_UNTIL: &str = "lease_until";
+
+/// The item of a record: `EXTERNAL#<externalId>` for keys of externalIds (one payout per
+/// externalId, whatever the route), `DELIVERY#<route>#<key>` for every other key.
+pub(crate) fn record_pk(route: &str, key: &str) -> String {
+    match key.strip_prefix(EXTERNAL_KEY_PREFIX) {
+        Some(external_id) => external_pk(external_id),
+        None => delivery_pk(route, key),
+    }
+}
 
 /// `DELIVERY#<route>#<key>`. `%` and `#` in the route are percent-encoded so that the first `#`
 /// after the prefix always ends the route (route `a#b` + key `c` ≠ route `a` + key `b#c`); routes
@@ -115,13 +126,15 @@ pub(crate) fn ttl_of(item: &Item) -> Option<i64> {
 }
 
 /// True when the item's `ttl` has passed: DynamoDB deletes such items lazily (within days),
-/// so readers treat them as absent. Items without a `ttl` never expire.
+/// so readers treat them as absent. Items without a `ttl` never expire: a record gets its `ttl`
+/// only once settled, so IN_PROGRESS and OUTCOME_UNKNOWN records stay until resolved.
 pub(crate) fn is_expired(item: &Item, now: i64) -> bool {
     ttl_of(item).is_some_and(|ttl| ttl <= now)
 }
 
 /// The state-dependent attributes of a delivery item: what to SET (name → value) and which
-/// attribute names to REMOVE when an item moves into `state`.
+/// attribute names to REMOVE when an item moves into `state`. The `ttl` (the record's
+/// `expires_at`) is set by the writer when the state is settled.
 pub(crate) struct StateAttrs {
     pub set: Vec<(&'static str, AttributeValue)>,
     pub remove: Vec<&'static str>,
@@ -137,7 +150,7 @@ pub(crate) fn state_attrs(state: &DeliveryState) -> StateAttrs {
                 (OPEN_ATTR, s(OPEN_VALUE)),
                 (OPEN_AT_ATTR, n(deadline)),
             ],
-            remove: vec![STATUS, BODY, REASON],
+            remove: vec![STATUS, BODY, REASON, TTL_ATTR],
         },
         DeliveryState::OutcomeUnknown { reason } => StateAttrs {
             set: vec![
@@ -146,7 +159,7 @@ pub(crate) fn state_attrs(state: &DeliveryState) -> StateAttrs {
                 (OPEN_ATTR, s(OPEN_VALUE)),
                 (OPEN_AT_ATTR, n(0)),
             ],
-            remove: vec![DEADLINE, STATUS, BODY],
+            remove: vec![DEADLINE, STATUS, BODY, TTL_ATTR],
         },
         DeliveryState::Completed { status, body } | DeliveryState::Failed { status, body } => {
             StateAttrs {
@@ -154,13 +167,17 @@ pub(crate) fn state_attrs(state: &DeliveryState) -> StateAttrs {
                 remove: vec![DEADLINE, REASON, OPEN_ATTR, OPEN_AT_ATTR],
             }
         }
+        DeliveryState::Cancelled => StateAttrs {
+            set: vec![(STATE, name)],
+            remove: vec![DEADLINE, STATUS, BODY, REASON, OPEN_ATTR, OPEN_AT_ATTR],
+        },
     }
 }
 
 /// The whole item of a delivery record.
 pub(crate) fn delivery_item(record: &DeliveryRecord) -> Item {
     let mut item = Item::with_capacity(16);
-    item.insert(PK.into(), s(delivery_pk(&record.route, &record.key)));
+    item.insert(PK.into(), s(record_pk(&record.route, &record.key)));
     item.insert(ROUTE.into(), s(record.route.as_str()));
     item.insert(KEY.into(), s(record.key.as_str()));
     item.insert(FINGERPRINT.into(), s(record.fingerprint.as_str()));
@@ -169,9 +186,15 @@ pub(crate) fn delivery_item(record: &DeliveryRecord) -> Item {
     if let Some(external_id) = &record.external_id {
         item.insert(EXTERNAL_ID.into(), s(external_id.as_str()));
     }
+    if let Some(payout_id) = record.payout_id {
+        item.insert(PAYOUT_ID.into(), n(payout_id));
+    }
     item.insert(CREATED_AT.into(), n(record.created_at));
     item.insert(UPDATED_AT.into(), n(record.updated_at));
-    item.insert(TTL_ATTR.into(), n(record.expires_at));
+    item.insert(EXPIRES_AT.into(), n(record.expires_at));
+    if record.state.is_settled() {
+        item.insert(TTL_ATTR.into(), n(record.expires_at));
+    }
     for (name, value) in state_attrs(&record.state).set {
         item.insert(name.into(), value);
     }
@@ -180,6 +203,9 @@ pub(crate) fn delivery_item(record: &DeliveryRecord) -> Item {
 
 pub(crate) fn delivery_from_item(item: &Item) -> Result<DeliveryRecord, StoreError> {
     let pk = get_s(item, "?", PK)?;
+    if !item.contains_key(STATE) && item.contains_key(PAYOUT_ID) {
+        return legacy_link(item, pk);
+    }
     let state_name = get_s(item, pk, STATE)?;
     let state = match state_name {
         "IN_PROGRESS" => DeliveryState::InProgress {
@@ -196,7 +222,18 @@ pub(crate) fn delivery_from_item(item: &Item) -> Result<DeliveryRecord, StoreErr
         "OUTCOME_UNKNOWN" => DeliveryState::OutcomeUnknown {
             reason: get_s(item, pk, REASON)?.to_string(),
         },
+        "CANCELLED" => DeliveryState::Cancelled,
         other => return Err(corrupt(pk, format!("unknown state {other:?}"))),
+    };
+    let action = match get_s(item, pk, ACTION)? {
+        "create" => Action::Create,
+        "cancel" => Action::Cancel,
+        other => return Err(corrupt(pk, format!("unknown action {other:?}"))),
+    };
+    // Records written before `expires_at` existed carry only their `ttl`.
+    let expires_at = match item.get(EXPIRES_AT) {
+        Some(_) => get_n(item, pk, EXPIRES_AT)?,
+        None => get_n(item, pk, TTL_ATTR)?,
     };
     Ok(DeliveryRecord {
         route: get_s(item, pk, ROUTE)?.to_string(),
@@ -204,31 +241,40 @@ pub(crate) fn delivery_from_item(item: &Item) -> Result<DeliveryRecord, StoreErr
         fingerprint: get_s(item, pk, FINGERPRINT)?.to_string(),
         state,
         attempt: get_s(item, pk, ATTEMPT)?.to_string(),
-        action: get_s(item, pk, ACTION)?.to_string(),
+        action,
         external_id: opt_s(item, pk, EXTERNAL_ID)?,
+        payout_id: match item.get(PAYOUT_ID) {
+            Some(_) => Some(get_n(item, pk, PAYOUT_ID)?),
+            None => None,
+        },
         created_at: get_n(item, pk, CREATED_AT)?,
         updated_at: get_n(item, pk, UPDATED_AT)?,
-        expires_at: get_n(item, pk, TTL_ATTR)?,
+        expires_at,
     })
 }
 
-pub(crate) fn external_item(external: &ExternalPayout) -> Item {
-    HashMap::from([
-        (PK.to_string(), s(external_pk(&external.external_id))),
-        (EXTERNAL_ID.to_string(), s(external.external_id.as_str())),
-        (PAYOUT_ID.to_string(), n(external.payout_id)),
-        (ROUTE.to_string(), s(external.route.as_str())),
-        (TTL_ATTR.to_string(), n(external.expires_at)),
-    ])
-}
-
-pub(crate) fn external_from_item(item: &Item) -> Result<ExternalPayout, StoreError> {
-    let pk = get_s(item, "?", PK)?;
-    Ok(ExternalPayout {
-        external_id: get_s(item, pk, EXTERNAL_ID)?.to_string(),
-        payout_id: get_n(item, pk, PAYOUT_ID)?,
+/// An `EXTERNAL#…` link item written before the record under an externalId held the whole
+/// create (`external_id`, `payout_id`, `route`, `ttl`): read as the completed create it stands
+/// for, with no fingerprint (any redelivery of that externalId on its route replays it).
+fn legacy_link(item: &Item, pk: &str) -> Result<DeliveryRecord, StoreError> {
+    let external_id = get_s(item, pk, EXTERNAL_ID)?.to_string();
+    let payout_id: u64 = get_n(item, pk, PAYOUT_ID)?;
+    let expires_at = get_n(item, pk, TTL_ATTR)?;
+    Ok(DeliveryRecord {
         route: get_s(item, pk, ROUTE)?.to_string(),
-        expires_at: get_n(item, pk, TTL_ATTR)?,
+        key: format!("{EXTERNAL_KEY_PREFIX}{external_id}"),
+        fingerprint: String::new(),
+        state: DeliveryState::Completed {
+            status: 201,
+            body: format!(r#"{{"payments":[{{"id":{payout_id}}}]}}"#),
+        },
+        attempt: String::new(),
+        action: Action::Create,
+        external_id: Some(external_id),
+        payout_id: Some(payout_id),
+        created_at: 0,
+        updated_at: 0,
+        expires_at,
     })
 }
 
@@ -243,8 +289,9 @@ mod tests {
             fingerprint: "fp".into(),
             state,
             attempt: "a1".into(),
-            action: "create".into(),
+            action: Action::Create,
             external_id: external_id.map(str::to_string),
+            payout_id: external_id.map(|_| 42),
             created_at: 10,
             updated_at: 11,
             expires_at: 12,
@@ -274,11 +321,13 @@ mod tests {
             DeliveryState::OutcomeUnknown {
                 reason: "timeout".into(),
             },
+            DeliveryState::Cancelled,
         ] {
             for external_id in [None, Some("e-1")] {
                 let rec = record(state.clone(), external_id);
                 let item = delivery_item(&rec);
                 assert_eq!(delivery_from_item(&item).unwrap(), rec);
+                assert_eq!(item.contains_key(TTL_ATTR), state.is_settled());
                 let open = item.contains_key(OPEN_ATTR);
                 assert_eq!(
                     open,
@@ -307,13 +356,27 @@ mod tests {
     }
 
     #[test]
-    fn externals_round_trip() {
-        let ext = ExternalPayout {
-            external_id: "e-1".into(),
-            payout_id: u64::MAX,
-            route: "crm".into(),
-            expires_at: 5,
-        };
-        assert_eq!(external_from_item(&external_item(&ext)).unwrap(), ext);
+    fn external_ids_name_one_item_across_routes() {
+        assert_eq!(record_pk("crm", "ext:p-1"), "EXTERNAL#p-1");
+        assert_eq!(record_pk("payroll", "ext:p-1"), "EXTERNAL#p-1");
+        assert_eq!(record_pk("crm", "whid:m1"), "DELIVERY#crm#whid:m1");
+    }
+
+    #[test]
+    fn legacy_links_read_as_completed_creates() {
+        let item = HashMap::from([
+            (PK.to_string(), s("EXTERNAL#p-1")),
+            (EXTERNAL_ID.to_string(), s("p-1")),
+            (PAYOUT_ID.to_string(), n(9)),
+            (ROUTE.to_string(), s("crm")),
+            (TTL_ATTR.to_string(), n(5)),
+        ]);
+        let rec = delivery_from_item(&item).unwrap();
+        assert_eq!(rec.key, "ext:p-1");
+        assert_eq!(rec.payout_id, Some(9));
+        assert!(matches!(
+            rec.state,
+            DeliveryState::Completed { status: 201, .. }
+        ));
     }
 }

@@ -1,25 +1,14 @@
-//! Builds a [`Bridge`] from the settings, the routes file and the adapters.
+//! Routes from the routes file: each route's secrets resolved, its verifier built and its
+//! filter compiled. Every error names the route and the field.
 
-use super::deliver::{Bridge, Limits, Route};
-use super::password::PasswordProvider;
-use super::token::TokenManager;
+use crate::app::Route;
 use crate::config::routes::RoutesFile;
-use crate::config::{ConfigError, Settings};
+use crate::config::ConfigError;
 use crate::inbound::auth::Verifier;
 use crate::mapping::Filter;
-use crate::ports::{Clock, DeliveryStore, PanelApi, Secret, SecretSource, StoreError, TokenStore};
+use crate::ports::{Secret, SecretSource, StoreError};
 use crate::secrets::{json_key_value, parse_reference, SecretRef};
 use std::collections::HashMap;
-use std::sync::Arc;
-
-/// The adapters a bridge runs on.
-pub struct Adapters {
-    pub panel: Arc<dyn PanelApi>,
-    pub tokens: Arc<dyn TokenStore>,
-    pub deliveries: Arc<dyn DeliveryStore>,
-    pub secrets: Arc<dyn SecretSource>,
-    pub clock: Arc<dyn Clock>,
-}
 
 /// Resolves each route's secrets, builds its verifier and compiles its filter. Every error
 /// names the route and the field.
@@ -90,39 +79,4 @@ async fn fetch_once(
         }
         _ => secrets.fetch(reference).await,
     }
-}
-
-/// The limits from the settings.
-pub fn limits(settings: &Settings) -> Limits {
-    Limits {
-        max_body_bytes: settings.max_body_bytes,
-        retention_secs: settings.retention_secs(),
-        in_progress_timeout_secs: settings.in_progress_timeout_secs,
-        batch_concurrency: settings.batch_concurrency,
-    }
-}
-
-/// Assembles the bridge. `password_ref` is where the panel password is read.
-pub fn bridge(
-    settings: &Settings,
-    routes: Vec<Route>,
-    adapters: Adapters,
-    password_ref: &str,
-) -> Bridge {
-    let password = PasswordProvider::new(adapters.secrets.clone(), password_ref);
-    let tokens = Arc::new(TokenManager::new(
-        adapters.panel.clone(),
-        adapters.tokens,
-        password,
-        adapters.clock.clone(),
-        settings.token.clone(),
-    ));
-    Bridge::new(
-        routes,
-        adapters.panel,
-        tokens,
-        adapters.deliveries,
-        adapters.clock,
-        limits(settings),
-    )
 }

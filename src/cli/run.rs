@@ -1,16 +1,16 @@
-//! `serve` and the Lambda entry.
+//! Running the bridge: `serve` (a local HTTP server) and the Lambda entry.
 
 use anyhow::Context;
 use payout_bridge::app::Bridge;
 use payout_bridge::config::Settings;
-use payout_bridge::wiring::{self, Mode};
+use payout_bridge::service::environment::{self, Mode};
 use std::sync::Arc;
 
 pub async fn run_lambda() -> anyhow::Result<()> {
     payout_bridge::telemetry::init_logs(true);
     payout_bridge::telemetry::configure_metrics(std::env::var("BRIDGE_METRICS").ok().as_deref());
     let settings = Settings::from_env()?;
-    let bridge = wiring::bridge(&settings, Mode::Lambda)
+    let bridge = environment::bridge(&settings, Mode::Lambda)
         .await
         .context("cannot start the function")?;
     payout_bridge::lambda::run(Arc::new(bridge))
@@ -24,7 +24,7 @@ pub async fn run_serve(port: Option<u16>, host: &str) -> anyhow::Result<()> {
     );
     payout_bridge::telemetry::configure_metrics(std::env::var("BRIDGE_METRICS").ok().as_deref());
     let settings = Settings::from_env()?;
-    let bridge = wiring::bridge(&settings, Mode::Serve)
+    let bridge = environment::bridge(&settings, Mode::Serve)
         .await
         .context("cannot start")?;
     let port = port.unwrap_or(settings.port);

@@ -1,15 +1,14 @@
 //! Chooses the adapters from the environment: DynamoDB and Secrets Manager when configured,
 //! in-memory stores otherwise (local runs only), and the panel's HTTP client.
 
-use crate::app::build::{self, Adapters};
+use super::ServiceBuilder;
+use crate::app::operator::Operator;
 use crate::app::Bridge;
 use crate::config::routes::RoutesFile;
 use crate::config::{ConfigError, Settings};
-use crate::panel::{PanelClient, PanelClientConfig};
 use crate::ports::{DeliveryStore, SecretSource, SystemClock, TokenStore};
-use crate::secrets::SecretResolver;
+use crate::secrets::{is_secrets_manager, SecretResolver};
 use crate::store::dynamodb::{DynamoDeliveryStore, DynamoTokenStore};
-use crate::store::memory::{MemoryDeliveryStore, MemoryTokenStore};
 use std::sync::Arc;
 
 /// Where the bridge runs, which decides what may be missing.
@@ -27,22 +26,25 @@ fn lambda_local_state() -> bool {
     std::env::var("BRIDGE_LOCAL_STATE").is_ok_and(|v| v.trim() == "memory")
 }
 
+/// Whether the routes file references any Secrets Manager secret.
+pub fn routes_use_secrets_manager(routes: &RoutesFile) -> bool {
+    routes
+        .routes
+        .iter()
+        .any(|r| r.auth.secret_refs().iter().any(|s| is_secrets_manager(s)))
+}
+
 fn uses_secrets_manager(settings: &Settings, routes: &RoutesFile) -> bool {
     settings
         .password_ref
         .as_deref()
-        .is_some_and(|r| r.starts_with("secretsmanager:"))
-        || routes.routes.iter().any(|r| {
-            r.auth
-                .secret_refs()
-                .iter()
-                .any(|s| s.starts_with("secretsmanager:"))
-        })
+        .is_some_and(is_secrets_manager)
+        || routes_use_secrets_manager(routes)
 }
 
 /// The routes file compiled into the binary (`BRIDGE_CONFIG=embedded`): `infra/routes.yaml`
 /// as it was at build time. The deployed function reads no file and makes no call for it.
-pub const EMBEDDED_ROUTES: &str = include_str!("../infra/routes.yaml");
+pub const EMBEDDED_ROUTES: &str = include_str!("../../infra/routes.yaml");
 
 /// The routes file named by `BRIDGE_CONFIG`: a path, or `embedded`.
 pub fn routes_file(settings: &Settings) -> Result<RoutesFile, ConfigError> {
@@ -90,79 +92,53 @@ pub async fn bridge(settings: &Settings, mode: Mode) -> Result<Bridge, ConfigErr
         if !settings
             .password_ref
             .as_deref()
-            .is_some_and(|r| r.starts_with("secretsmanager:"))
+            .is_some_and(is_secrets_manager)
         {
             return Err(ConfigError(
                 "PANEL_PASSWORD_SECRET_ID is not set: the Lambda function reads the panel password from Secrets Manager".into(),
             ));
         }
     }
-    let password_ref = settings.password_ref.clone().ok_or_else(|| {
-        ConfigError(
-            "no panel password: set PANEL_PASSWORD_SECRET_ID (Secrets Manager) or, locally, PANEL_PASSWORD".into(),
-        )
-    })?;
-    let panel_url = settings
-        .panel_url
-        .clone()
-        .ok_or_else(|| ConfigError("PANEL_URL is not set: the panel's base URL".into()))?;
-    // Building the client loads the system CA store (~3 ms, measured in docs/BENCHMARKS.md):
-    // do it on a blocking thread while the routes and AWS clients are set up.
-    let panel_config = PanelClientConfig {
-        base_url: panel_url,
-        connect_timeout: settings.panel_connect_timeout,
-        request_timeout: settings.panel_request_timeout,
-    };
-    let panel = tokio::task::spawn_blocking(move || PanelClient::new(&panel_config));
+    // Building the client loads the CA roots: do it on a blocking thread while the routes and
+    // AWS clients are set up.
+    let panel_settings = settings.clone();
+    let panel = tokio::task::spawn_blocking(move || ServiceBuilder::panel_client(&panel_settings));
 
     let sdk = if settings.table.is_some() || uses_secrets_manager(settings, &routes) {
         Some(crate::aws::sdk_config().await)
     } else {
         None
     };
-    let (tokens, deliveries): (Arc<dyn TokenStore>, Arc<dyn DeliveryStore>) = match (
-        &settings.table,
-        &sdk,
-    ) {
-        (Some(table), Some(sdk)) => dynamo_stores(sdk, table),
-        _ => {
-            tracing::warn!(
-                    "BRIDGE_TABLE is not set: using in-memory stores (records are lost at exit and not shared between instances)"
-                );
-            (
-                Arc::new(MemoryTokenStore::default()),
-                Arc::new(MemoryDeliveryStore::default()),
-            )
+    let mut builder = ServiceBuilder::new(settings.clone())
+        .routes(routes)
+        .secrets(secret_source(sdk.as_ref()));
+    match (&settings.table, &sdk) {
+        (Some(table), Some(sdk)) => {
+            let (tokens, deliveries) = dynamo_stores(sdk, table);
+            builder = builder.tokens(tokens).deliveries(deliveries);
         }
-    };
-    let secrets = secret_source(sdk.as_ref());
-    let built = build::build_routes(&routes, secrets.as_ref()).await?;
+        _ => tracing::warn!(
+            "BRIDGE_TABLE is not set: using in-memory stores (records are lost at exit and not shared between instances)"
+        ),
+    }
     let panel = panel
         .await
-        .map_err(|e| ConfigError(format!("building the panel client failed: {e}")))?
-        .map_err(|e| ConfigError(e.to_string()))?;
-    Ok(build::bridge(
-        settings,
-        built,
-        Adapters {
-            panel: Arc::new(panel),
-            tokens,
-            deliveries,
-            secrets,
-            clock: Arc::new(SystemClock),
-        },
-        &password_ref,
-    ))
+        .map_err(|e| ConfigError(format!("building the panel client failed: {e}")))??;
+    builder.panel(Arc::new(panel)).build().await
 }
 
-/// The delivery store for operator commands (`pending`, `resolve`): DynamoDB only, since
-/// in-memory records live in the serving process.
-pub async fn operator_store(settings: &Settings) -> Result<Arc<dyn DeliveryStore>, ConfigError> {
+/// The operator's view for `pending`, `status` and `resolve`: DynamoDB only, since in-memory
+/// records live in the serving process.
+pub async fn operator(settings: &Settings) -> Result<Operator, ConfigError> {
     let table = settings.table.as_ref().ok_or_else(|| {
         ConfigError(
-            "BRIDGE_TABLE is not set: `pending` and `resolve` read the DynamoDB table".into(),
+            "BRIDGE_TABLE is not set: `pending`, `status` and `resolve` read the DynamoDB table"
+                .into(),
         )
     })?;
     let sdk = crate::aws::sdk_config().await;
-    Ok(dynamo_stores(&sdk, table).1)
+    Ok(Operator::new(
+        dynamo_stores(&sdk, table).1,
+        Arc::new(SystemClock),
+    ))
 }
