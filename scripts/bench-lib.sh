@@ -6,7 +6,10 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"
-REL="$ROOT/target/release"
+# BENCH_PROFILE=debug runs the debug build instead (round-trip counts do not depend on the
+# profile; timings do, so figures for the record come from release).
+BENCH_PROFILE="${BENCH_PROFILE:-release}"
+REL="$ROOT/target/$BENCH_PROFILE"
 BENCH_TMP="$ROOT/.tmp/bench"
 mkdir -p "$BENCH_TMP"
 VENV="$ROOT/.venv"
@@ -37,8 +40,10 @@ bench_machine() {
 # One release build of the binaries and the benchmark programs (skip with BENCH_NO_BUILD=1).
 bench_build() {
     if [ -z "${BENCH_NO_BUILD:-}" ]; then
-        echo "==> cargo build --release --examples --bins"
-        cargo build --release --examples --bins
+        local profile_flag=(--release)
+        [ "$BENCH_PROFILE" = "debug" ] && profile_flag=()
+        echo "==> cargo build ${profile_flag[*]} --examples --bins"
+        cargo build "${profile_flag[@]}" --examples --bins
     fi
     local f
     for f in payout-bridge panel-sim examples/loadgen examples/coldstart examples/roundtrips examples/hello_lambda; do
