@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const DAY: i64 = 86_400;
+/// `endDate` of `create_body`: 2030-02-01 12:00:00 UTC.
+const PAYOUT_END: i64 = 1_896_177_600;
 
 /// Two create routes (as two senders would have) and a cancel route, all on the test key; a
 /// pay-run route whose filter makes one create per item.
@@ -99,7 +101,7 @@ impl Rig {
         counter(&self.state().await, "create")
     }
     fn operator(&self) -> Operator {
-        Operator::new(self.b.deliveries.clone(), self.clock.clone())
+        Operator::new(self.b.deliveries.clone(), self.clock.clone(), 7 * DAY)
     }
     async fn faults(&self, faults: Value) {
         sim_post(&self.sim, "/sim/faults", faults).await;
@@ -166,8 +168,9 @@ async fn a_held_create_stays_pending_past_its_retention_until_resolved() {
     assert_eq!((s, error_type(&v)), (504, "PANEL_OUTCOME_UNKNOWN"), "{v}");
     let made = payouts(&r.state().await)[0]["id"].as_u64().unwrap();
 
-    // Nobody resolves it for 30 days: still pending, still never re-sent.
-    r.clock.advance(30 * DAY);
+    // Nobody resolves it, long past the payout's end date plus the retention (the record's
+    // expiry once settled): still pending, still never re-sent.
+    r.clock.set(PAYOUT_END + 60 * DAY);
     let pending = r.pending().await;
     assert_eq!(pending.len(), 1, "{pending:?}");
     assert_eq!(pending[0].key, "ext:held-1");
@@ -185,8 +188,9 @@ async fn a_held_create_stays_pending_past_its_retention_until_resolved() {
     assert_eq!(s, 201, "{v}");
     assert!(replayed(&h));
     assert_eq!(v["payments"][0]["id"].as_u64(), Some(made));
-    // The resolved link lasts as long as a created one: a void 10 days on still cancels it.
-    r.clock.advance(10 * DAY);
+    // The resolved record is kept the retention from its resolution (here past the payout's end
+    // date, so that is what counts): a void six days on still cancels the payout.
+    r.clock.advance(6 * DAY);
     let (s, v, _) = r.post("cancel", &json!({"externalIds": ["held-1"]})).await;
     assert_eq!((s, v.clone()), (200, json!({"success": 1})), "{v}");
     assert_eq!(payout_status(&r, made).await, "CANCELLED");

@@ -119,6 +119,7 @@ fn to(state: &DeliveryState, payout_id: Option<u64>) -> Transition {
     Transition {
         state: state.clone(),
         payout_id,
+        expires_at: None,
     }
 }
 

@@ -74,6 +74,7 @@ impl Outcome {
                     body: body.to_string(),
                 },
                 payout_id,
+                expires_at: None,
             },
             answer: Ok(Success {
                 status,
@@ -183,7 +184,13 @@ impl Bridge {
             telemetry::count(names::OUTCOME_UNKNOWN, 1, &route.name, None);
             tracing::error!(key = %key, %reason, "panel outcome unknown; held for an operator");
         }
-        self.settle_record(route, id, &attempt, &outcome.to).await;
+        let keep = delivery::settled_expiry(
+            record.expires_at,
+            self.clock.now(),
+            self.limits.retention_secs,
+        );
+        self.settle_record(route, id, &attempt, &outcome.to.clone().until(keep))
+            .await;
         log_outcome(&outcome.answer, outcome.to.state.name());
         outcome.answer
     }
@@ -255,8 +262,10 @@ impl Bridge {
                     ErrorKind::PanelOutcomeUnknown,
                     "a cancel with this key stopped before recording an answer; sending it again is safe",
                 );
+                let keep =
+                    delivery::settled_expiry(existing.expires_at, now, self.limits.retention_secs);
                 self.deliveries
-                    .resolve(id, &Transition::to(failed_state(&e)), now)
+                    .resolve(id, &Transition::to(failed_state(&e)).until(keep), now)
                     .await
                     .map_err(state_unavailable)?;
                 Err(e)

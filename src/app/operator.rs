@@ -2,7 +2,7 @@
 //! `status` (one record), `resolve` (settle a held one after checking the panel).
 
 use super::execute::failed_state;
-use crate::domain::delivery::{DeliveryRecord, DeliveryState, ItemKey};
+use crate::domain::delivery::{settled_expiry, DeliveryRecord, DeliveryState, ItemKey};
 use crate::error::{BridgeError, ErrorKind};
 use crate::ports::{Clock, DeliveryStore, RecordId, StoreError, Transition};
 use serde_json::json;
@@ -34,11 +34,22 @@ pub enum OperatorError {
 pub struct Operator {
     deliveries: Arc<dyn DeliveryStore>,
     clock: Arc<dyn Clock>,
+    retention_secs: i64,
 }
 
 impl Operator {
-    pub fn new(deliveries: Arc<dyn DeliveryStore>, clock: Arc<dyn Clock>) -> Self {
-        Operator { deliveries, clock }
+    /// `retention_secs`: `BRIDGE_RETENTION_DAYS`, as the function has it (a resolved record is
+    /// kept at least that long from the resolution).
+    pub fn new(
+        deliveries: Arc<dyn DeliveryStore>,
+        clock: Arc<dyn Clock>,
+        retention_secs: i64,
+    ) -> Self {
+        Operator {
+            deliveries,
+            clock,
+            retention_secs,
+        }
     }
 
     /// Records that need a person, oldest first.
@@ -81,7 +92,8 @@ impl Operator {
                     route: route.to_string(),
                     key: key.as_str().to_string(),
                 })?;
-        let to = resolved(resolution);
+        let keep = settled_expiry(record.expires_at, now, self.retention_secs);
+        let to = resolved(resolution).until(keep);
         if !self.deliveries.resolve(id, &to, now).await? {
             return Err(OperatorError::NotResolvable {
                 state: record.state.name(),
@@ -102,6 +114,7 @@ pub fn resolved(resolution: Resolution) -> Transition {
                     .to_string(),
             },
             payout_id: Some(payout_id),
+            expires_at: None,
         },
         Resolution::NotCreated => Transition::to(failed_state(&BridgeError::new(
             ErrorKind::PanelUnavailable,

@@ -161,6 +161,13 @@ pub fn record_expiry(cmd: &Command, now: i64, retention_secs: i64) -> i64 {
     base.saturating_add(retention_secs)
 }
 
+/// When a record settled at `now` expires: never before the expiry set when it began, and never
+/// less than the retention after it settles (an operator may resolve a held record months later;
+/// its redeliveries must still be answered, not paid again).
+pub fn settled_expiry(expires_at: i64, now: i64, retention_secs: i64) -> i64 {
+    expires_at.max(now.saturating_add(retention_secs))
+}
+
 /// The command as the decision needs it.
 #[derive(Debug, Clone, Copy)]
 pub struct Incoming<'a> {
@@ -647,6 +654,17 @@ mod tests {
         assert_eq!(record_expiry(&cmd, end + 5, 100), end + 105);
         let cancel = Command::from_json(Action::Cancel, &json!({"externalIds":["pay-1"]})).unwrap();
         assert_eq!(record_expiry(&cancel, NOW, 100), NOW + 100);
+    }
+
+    #[test]
+    fn a_record_settled_late_is_kept_the_retention_from_then() {
+        // Begun with an expiry of NOW + 10, resolved a year later: kept a retention from then.
+        assert_eq!(settled_expiry(NOW + 10, NOW, 100), NOW + 100);
+        assert_eq!(
+            settled_expiry(NOW + 10, NOW + 365 * 86_400, 100),
+            NOW + 365 * 86_400 + 100
+        );
+        assert_eq!(settled_expiry(NOW + 1000, NOW, 100), NOW + 1000);
     }
 
     #[test]

@@ -108,6 +108,8 @@ pub struct RecordId<'a> {
 pub struct Transition {
     pub state: DeliveryState,
     pub payout_id: Option<u64>,
+    /// A new `expires_at` (see `domain::delivery::settled_expiry`); `None` keeps the record's.
+    pub expires_at: Option<i64>,
 }
 
 impl Transition {
@@ -115,7 +117,14 @@ impl Transition {
         Transition {
             state,
             payout_id: None,
+            expires_at: None,
         }
+    }
+
+    /// The same transition, with the record kept until `expires_at` once settled.
+    pub fn until(mut self, expires_at: i64) -> Self {
+        self.expires_at = Some(expires_at);
+        self
     }
 }
 

@@ -140,5 +140,6 @@ pub async fn operator(settings: &Settings) -> Result<Operator, ConfigError> {
     Ok(Operator::new(
         dynamo_stores(&sdk, table).1,
         Arc::new(SystemClock),
+        settings.retention_secs(),
     ))
 }

@@ -132,6 +132,9 @@ fn apply(record: &mut DeliveryRecord, to: &Transition, now: i64) {
     if to.payout_id.is_some() {
         record.payout_id = to.payout_id;
     }
+    if let Some(expires_at) = to.expires_at {
+        record.expires_at = expires_at;
+    }
     record.updated_at = now;
 }
 

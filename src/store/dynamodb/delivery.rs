@@ -66,7 +66,7 @@ impl DynamoDeliveryStore {
     }
 
     /// A conditional move into `to` (one UpdateItem). A settled state starts the record's
-    /// expiry (`ttl` = its `expires_at`). `condition` and its values come from the caller;
+    /// expiry (`ttl` = its `expires_at`, or the transition's new one). `condition` and its values come from the caller;
     /// `own_write` recognises the caller's own earlier write when a retried request finds the
     /// condition already consumed.
     async fn transition(
@@ -87,8 +87,15 @@ impl DynamoDeliveryStore {
         if let Some(payout_id) = to.payout_id {
             update.set(PAYOUT_ID, n(payout_id));
         }
-        if to.state.is_settled() {
-            update.copy(TTL_ATTR, EXPIRES_AT);
+        match to.expires_at {
+            Some(expires_at) => {
+                update.set(EXPIRES_AT, n(expires_at));
+                if to.state.is_settled() {
+                    update.set(TTL_ATTR, n(expires_at));
+                }
+            }
+            None if to.state.is_settled() => update.copy(TTL_ATTR, EXPIRES_AT),
+            None => {}
         }
         for name in attrs.remove {
             update.remove(name);
