@@ -2,7 +2,7 @@
 
 use super::token::TokenManager;
 use super::{Delivery, Headers, Reply};
-use crate::domain::idempotency::DeliveryKey;
+use crate::domain::idempotency::{DeliveryKey, KeySources};
 use crate::domain::{Action, CancelPayouts, Command, CreatePayout};
 use crate::error::{BridgeError, ErrorKind};
 use crate::inbound::auth::{InboundRequest, Verifier};
@@ -26,6 +26,8 @@ pub struct Route {
     pub action: Action,
     pub verifier: Verifier,
     pub filter: Filter,
+    /// Which headers may name a delivery (from the route's auth scheme).
+    pub key_sources: KeySources,
 }
 
 /// Limits and timings of delivery handling.
@@ -227,6 +229,7 @@ impl Bridge {
             commands.push(cmd);
         }
         let key = DeliveryKey::derive(
+            route.key_sources,
             d.headers.get("idempotency-key"),
             d.headers.get("webhook-id"),
             d.body,
