@@ -748,3 +748,53 @@ async fn on_an_api_key_route_the_idempotency_key_names_the_delivery() {
     assert_ne!(payout_id(&v), first);
     assert_eq!(payouts(&sim_state(&sim).await).len(), 2);
 }
+
+/// Svix-branded senders sign the same message with `svix-id` / `svix-timestamp` /
+/// `svix-signature`. Its signed id names the delivery too: a second message with the same body
+/// is a new payout, and the capture replayed with its headers renamed to `webhook-*` (which
+/// verifies just as well) is the same delivery, not a new one.
+#[tokio::test]
+async fn a_svix_signed_request_is_keyed_by_its_signed_id_whatever_the_header_names() {
+    let sim = panel_sim(&[]);
+    let b = start_bridge_full(
+        panel_client(&sim.url),
+        "sim-password",
+        KEY_ROUTES,
+        &[],
+        LOCAL_SECRETS,
+    )
+    .await;
+    let body = create_without_external_id("18.00");
+    let timestamp = chrono::Utc::now().timestamp();
+    let headers = |family: &str, id: &str| {
+        let signature = python_sign(PAYROLL_SECRET, id, timestamp, &body);
+        vec![
+            (format!("{family}-id"), id.to_string()),
+            (format!("{family}-timestamp"), timestamp.to_string()),
+            (format!("{family}-signature"), signature),
+        ]
+    };
+    let send = |headers: Vec<(String, String)>| {
+        let b = &b;
+        let body = &body;
+        async move {
+            let headers: Vec<(&str, String)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            post_with(b, "sw-canonical", body, &headers).await
+        }
+    };
+    let (s, v, replayed) = send(headers("svix", "msg_svix_1")).await;
+    assert_eq!((s, replayed), (201, false), "{v}");
+    let id = payout_id(&v);
+    // The same capture under the other header names: the same delivery.
+    let (s, v, replayed) = send(headers("webhook", "msg_svix_1")).await;
+    assert_eq!((s, replayed, payout_id(&v)), (201, true, id), "{v}");
+    assert_eq!(payouts(&sim_state(&sim).await).len(), 1);
+    // Another message with the same body: a payout of its own.
+    let (s, v, replayed) = send(headers("svix", "msg_svix_2")).await;
+    assert_eq!((s, replayed), (201, false), "{v}");
+    assert_ne!(payout_id(&v), id);
+    assert_eq!(payouts(&sim_state(&sim).await).len(), 2);
+}

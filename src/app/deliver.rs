@@ -231,7 +231,11 @@ impl Bridge {
         let key = DeliveryKey::derive(
             route.key_sources,
             d.headers.get("idempotency-key"),
-            d.headers.get("webhook-id"),
+            // The id the signature covered: Svix-branded senders send it as `svix-id` (the
+            // verifier reads the `svix-*` family only when no `webhook-*` header is present).
+            d.headers
+                .get("webhook-id")
+                .or_else(|| d.headers.get("svix-id")),
             d.body,
         )
         .map_err(|e| BridgeError::invalid(e.to_string()))?;
