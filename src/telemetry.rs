@@ -7,6 +7,9 @@
 use serde_json::{json, Map, Value};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// The CloudWatch namespace of every metric.
 pub const NAMESPACE: &str = "PayoutBridge";
@@ -76,8 +79,46 @@ pub fn count(metric: &str, value: u64, route: &str, error_type: Option<&str>) {
     let _ = writeln!(out, "{line}");
 }
 
+/// The most each third-party library may log, whatever `RUST_LOG` says (a target prefix and
+/// its ceiling). Their finer levels print what must never reach a log; read in their sources
+/// (the versions in Cargo.lock):
+/// - `lambda_runtime` (and `lambda_runtime_api_client`, `lambda_http`): TRACE prints the raw
+///   invocation event, i.e. every header (`x-api-key`, signatures) and the body, and the
+///   response's headers. DEBUG is start-up settings only.
+/// - `aws_*` (`aws_smithy_runtime`, `aws_smithy_http_client`, `aws_sdk_dynamodb`,
+///   `aws_sdk_secretsmanager`, `aws_config`, `aws_sigv4`, `aws_runtime`, …): TRACE prints
+///   requests and responses with their bodies (the panel token item, delivery records with the
+///   panel's answers) and the SigV4 canonical request; DEBUG prints whole service errors, e.g.
+///   a failed condition's old item (a stored answer). INFO names credential providers only.
+/// - `hyper*` (hyper, hyper_util, hyper_rustls), `h2`, `reqwest`, `rustls*`: connection and
+///   frame events at DEBUG; TRACE adds header values (h2), raw bytes read and written (reqwest's
+///   verbose connections) and handshake messages (rustls). (`reqwest` and `rustls` log through
+///   the `log` crate, which this subscriber does not read today; the cap holds if it ever does.)
+///
+/// Targets match by prefix (`aws_` covers every AWS crate). The bridge's own logs, and anything
+/// not listed, follow `RUST_LOG` alone.
+pub const LIBRARY_LOG_CEILINGS: &[(&str, LevelFilter)] = &[
+    ("lambda_runtime", LevelFilter::DEBUG),
+    ("lambda_http", LevelFilter::DEBUG),
+    ("aws_", LevelFilter::INFO),
+    ("hyper", LevelFilter::DEBUG),
+    ("h2", LevelFilter::DEBUG),
+    ("reqwest", LevelFilter::DEBUG),
+    ("rustls", LevelFilter::DEBUG),
+];
+
+/// The ceilings of [`LIBRARY_LOG_CEILINGS`] as a filter: everything else passes (up to TRACE),
+/// so `RUST_LOG` alone decides for it.
+pub fn library_log_ceilings() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(LIBRARY_LOG_CEILINGS.iter().copied())
+}
+
 /// Installs the tracing subscriber: JSON lines in Lambda (or with `json = true`), readable
-/// text otherwise; the level from `RUST_LOG` (default `info`).
+/// text otherwise; the level from `RUST_LOG` (default `info`), under the libraries' ceilings
+/// ([`LIBRARY_LOG_CEILINGS`]). The ceilings are a second filter that every event must also
+/// pass, so no `RUST_LOG` (`trace`, `aws_smithy_runtime=trace`, a span filter) lifts them.
 pub fn init_logs(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -93,9 +134,15 @@ pub fn init_logs(json: bool) {
             .with_current_span(true)
             .with_span_list(true)
             .with_ansi(false)
+            .finish()
+            .with(library_log_ceilings())
             .try_init()
     } else {
-        builder.with_target(false).try_init()
+        builder
+            .with_target(false)
+            .finish()
+            .with(library_log_ceilings())
+            .try_init()
     };
     // Already installed (tests): keep the first one.
     let _ = result;
@@ -104,6 +151,43 @@ pub fn init_logs(json: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn library_ceilings_hold_whatever_the_env_filter_enables() {
+        let caps = library_log_ceilings();
+        for (target, ceiling) in [
+            ("lambda_runtime::layers::api_response", Level::DEBUG),
+            ("lambda_runtime_api_client", Level::DEBUG),
+            ("lambda_http::request", Level::DEBUG),
+            ("aws_smithy_runtime::client::orchestrator", Level::INFO),
+            ("aws_smithy_http_client::hyper_legacy", Level::INFO),
+            ("aws_sdk_dynamodb::operation::get_item", Level::INFO),
+            ("aws_sdk_secretsmanager::config", Level::INFO),
+            ("aws_config::profile::credentials", Level::INFO),
+            ("aws_sigv4::http_request::sign", Level::INFO),
+            ("aws_runtime::env_config", Level::INFO),
+            ("hyper::proto::h1::role", Level::DEBUG),
+            ("hyper_util::client::legacy::pool", Level::DEBUG),
+            ("h2::proto::connection", Level::DEBUG),
+            ("reqwest::connect", Level::DEBUG),
+            ("rustls::client::hs", Level::DEBUG),
+        ] {
+            assert!(caps.would_enable(target, &ceiling), "{target} at {ceiling}");
+            for finer in [Level::DEBUG, Level::TRACE] {
+                if finer > ceiling {
+                    assert!(
+                        !caps.would_enable(target, &finer),
+                        "{target} at {finer} passes"
+                    );
+                }
+            }
+        }
+        // The bridge's own logs are not capped: RUST_LOG decides.
+        for target in ["payout_bridge::app::deliver", "panel_sim", "payout_bridge"] {
+            assert!(caps.would_enable(target, &Level::TRACE), "{target}");
+        }
+    }
 
     #[test]
     fn emf_document_shape() {

@@ -81,6 +81,9 @@ async fn faults_after_sending_are_unknown() {
     // (fault, whether the panel processed the request before failing)
     for (fault, processed) in [
         (json!({"fail_next": 1}), false),
+        // A 500 in the panel's error shape proves nothing either, before or after processing.
+        (json!({"internal_error_before_next": 1}), false),
+        (json!({"internal_error_after_next": 1}), true),
         (json!({"drop_before_next": 1}), false),
         (json!({"drop_after_next": 1}), true),
         (json!({"garbage_next": 1}), true),

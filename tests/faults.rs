@@ -188,6 +188,59 @@ async fn a_500_with_an_html_body_is_504_held_and_settled_by_the_operator() {
     r.assert_settled(&["warm-up", "html-500"]).await;
 }
 
+/// A 500 in the panel's own error shape (`{"error":{…,"type":"INTERNAL_ERROR"},"errors":[]}`)
+/// after the payout was made: the error body proves nothing, so it is 504, held, never re-sent,
+/// and the panel holds exactly one payout.
+#[tokio::test]
+async fn a_500_in_the_error_shape_after_processing_is_504_held_and_paid_exactly_once() {
+    let r = Rig::new(&[]).await;
+    r.warm().await;
+    r.faults(json!({"internal_error_after_next": 1, "only_path": "/api/payment/create"}))
+        .await;
+    expect_held(&r, "error-500-after", "7.50").await;
+    let state = r.state().await;
+    assert_eq!(counter(&state, "internalErrorsAfter"), 1, "{state}");
+    assert_eq!(
+        payouts_by_external_id(&state)["error-500-after"].len(),
+        1,
+        "{state}"
+    );
+    r.assert_settled(&["warm-up", "error-500-after"]).await;
+    // Still held after the fault is gone: the bridge never sends it again by itself.
+    r.create("error-500-after", "7.50")
+        .await
+        .assert_error(504, "PANEL_OUTCOME_UNKNOWN");
+    assert_eq!(paid(&r.state().await, "error-500-after"), 1);
+}
+
+/// The same answer before anything was made: the bridge cannot tell the two apart, so it is
+/// held as well; the operator finds nothing and the next delivery pays once.
+#[tokio::test]
+async fn a_500_in_the_error_shape_before_processing_is_504_held_and_nothing_is_paid() {
+    let r = Rig::new(&[]).await;
+    r.warm().await;
+    r.faults(json!({"internal_error_before_next": 1, "only_path": "/api/payment/create"}))
+        .await;
+    expect_held(&r, "error-500-before", "6.50").await;
+    let state = r.state().await;
+    assert_eq!(counter(&state, "internalErrorsBefore"), 1, "{state}");
+    assert_eq!(paid(&state, "error-500-before"), 0, "{state}");
+    r.assert_settled(&["warm-up", "error-500-before"]).await;
+
+    r.resolve("error-500-before", &["--not-created"]);
+    let id = r
+        .create("error-500-before", "6.50")
+        .await
+        .assert_created(false);
+    assert_eq!(
+        r.create("error-500-before", "6.50")
+            .await
+            .assert_created(true),
+        id
+    );
+    r.assert_settled(&["warm-up", "error-500-before"]).await;
+}
+
 #[tokio::test]
 async fn a_connection_dropped_before_processing_is_504_and_nothing_is_paid() {
     let r = Rig::new(&[]).await;

@@ -561,3 +561,240 @@ fn map_prints_the_commands_of_a_payload() {
     assert_eq!(lines[0]["create"]["amount"], json!(2150.35));
     assert_eq!(lines[2]["create"]["endDate"], "2026-12-30T00:00:00Z");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Which header keys a delivery: a header the signature does not cover never makes a captured
+// request look new.
+
+/// Canonical create routes (no `map`) on the example secrets, one per signed scheme, and the
+/// api-key one for contrast.
+const KEY_ROUTES: &str = r#"
+routes:
+  - name: sw-canonical
+    action: create
+    auth: {scheme: standard-webhooks, secrets: [env:PAYROLL_WEBHOOK_SECRET]}
+  - name: crm-canonical
+    action: create
+    auth:
+      scheme: hmac-sha256
+      header: X-CRM-Signature
+      encoding: hex
+      prefix: "sha256="
+      timestamp_header: X-CRM-Timestamp
+      signed_content: "{timestamp}.{body}"
+      secrets: [env:CRM_SIGNING_SECRET]
+  - name: payouts
+    action: create
+    auth: {scheme: api-key, secrets: [env:PAYOUTS_KEY]}
+"#;
+
+/// A canonical create without an externalId, so that a header or the body's hash is the key.
+fn create_without_external_id(amount: &str) -> Vec<u8> {
+    let mut body = create_body("", amount);
+    body.as_object_mut().unwrap().remove("externalId");
+    serde_json::to_vec(&body).unwrap()
+}
+
+/// Posts `body` to `route` with `headers`; (status, body, Idempotent-Replayed: true).
+async fn post_with(
+    b: &TestBridge,
+    route: &str,
+    body: &[u8],
+    headers: &[(&str, String)],
+) -> (u16, Value, bool) {
+    let mut req = client()
+        .post(format!("{}/hooks/{route}", b.url))
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let replayed = resp
+        .headers()
+        .get("idempotent-replayed")
+        .is_some_and(|v| v == "true");
+    (status, resp.json().await.unwrap_or(Value::Null), replayed)
+}
+
+fn payout_id(v: &Value) -> u64 {
+    v["payments"][0]["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no payout id: {v}"))
+}
+
+#[tokio::test]
+async fn a_captured_standard_webhooks_request_with_a_fresh_idempotency_key_is_not_paid_again() {
+    let sim = panel_sim(&[]);
+    let b = start_bridge_full(
+        panel_client(&sim.url),
+        "sim-password",
+        KEY_ROUTES,
+        &[],
+        LOCAL_SECRETS,
+    )
+    .await;
+    let body = create_without_external_id("15.00");
+    let timestamp = chrono::Utc::now().timestamp();
+    let signature = python_sign(PAYROLL_SECRET, "msg_captured", timestamp, &body);
+    let signed = |id: &str, signature: &str| {
+        vec![
+            ("webhook-id", id.to_string()),
+            ("webhook-timestamp", timestamp.to_string()),
+            ("webhook-signature", signature.to_string()),
+        ]
+    };
+    let (s, v, replayed) = post_with(
+        &b,
+        "sw-canonical",
+        &body,
+        &signed("msg_captured", &signature),
+    )
+    .await;
+    assert_eq!((s, replayed), (201, false), "{v}");
+    let id = payout_id(&v);
+
+    // Someone who captured it sends it again within its 5 minutes, each time with a new
+    // Idempotency-Key (which the signature does not cover): the stored answer, no payout.
+    for fresh in ["replay-1", "replay-2"] {
+        let mut headers = signed("msg_captured", &signature);
+        headers.push(("idempotency-key", fresh.to_string()));
+        let (s, v, replayed) = post_with(&b, "sw-canonical", &body, &headers).await;
+        assert_eq!((s, replayed), (201, true), "{fresh}: {v}");
+        assert_eq!(payout_id(&v), id, "{fresh}");
+    }
+    let state = sim_state(&sim).await;
+    assert_eq!(payouts(&state).len(), 1, "{state}");
+    assert_eq!(counter(&state, "create"), 1, "{state}");
+
+    // A new message (its own signed webhook-id) with the same body is a new payout.
+    let other = python_sign(PAYROLL_SECRET, "msg_next", timestamp, &body);
+    let (s, v, replayed) = post_with(&b, "sw-canonical", &body, &signed("msg_next", &other)).await;
+    assert_eq!((s, replayed), (201, false), "{v}");
+    assert_ne!(payout_id(&v), id);
+    assert_eq!(payouts(&sim_state(&sim).await).len(), 2);
+}
+
+#[tokio::test]
+async fn a_captured_hmac_request_with_a_fresh_idempotency_key_is_not_paid_again() {
+    use hmac::{Hmac, Mac};
+    let sim = panel_sim(&[]);
+    let b = start_bridge_full(
+        panel_client(&sim.url),
+        "sim-password",
+        KEY_ROUTES,
+        &[],
+        LOCAL_SECRETS,
+    )
+    .await;
+    let body = create_without_external_id("16.00");
+    let timestamp = chrono::Utc::now().timestamp().to_string();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"crm-local-secret").unwrap();
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(&body);
+    let signed = vec![
+        ("x-crm-timestamp", timestamp.clone()),
+        (
+            "x-crm-signature",
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
+        ),
+    ];
+    let (s, v, replayed) = post_with(&b, "crm-canonical", &body, &signed).await;
+    assert_eq!((s, replayed), (201, false), "{v}");
+    let id = payout_id(&v);
+
+    for fresh in ["replay-1", "replay-2"] {
+        let mut headers = signed.clone();
+        headers.push(("idempotency-key", fresh.to_string()));
+        let (s, v, replayed) = post_with(&b, "crm-canonical", &body, &headers).await;
+        assert_eq!((s, replayed), (201, true), "{fresh}: {v}");
+        assert_eq!(payout_id(&v), id, "{fresh}");
+    }
+    let state = sim_state(&sim).await;
+    assert_eq!(payouts(&state).len(), 1, "{state}");
+    assert_eq!(counter(&state, "create"), 1, "{state}");
+}
+
+/// For contrast: on an api-key route nothing is signed, so the sender's Idempotency-Key is
+/// what tells two deliveries with the same body apart (and a webhook-id header, unsigned, is not).
+#[tokio::test]
+async fn on_an_api_key_route_the_idempotency_key_names_the_delivery() {
+    let sim = panel_sim(&[]);
+    let b = start_bridge_full(
+        panel_client(&sim.url),
+        "sim-password",
+        KEY_ROUTES,
+        &[],
+        LOCAL_SECRETS,
+    )
+    .await;
+    let body = create_without_external_id("17.00");
+    let keyed = |k: &str| {
+        vec![
+            ("x-api-key", "local-payouts-key".to_string()),
+            ("idempotency-key", k.to_string()),
+        ]
+    };
+    let (s, v, replayed) = post_with(&b, "payouts", &body, &keyed("evt-1")).await;
+    assert_eq!((s, replayed), (201, false), "{v}");
+    let first = payout_id(&v);
+    let mut again = keyed("evt-1");
+    again.push(("webhook-id", "msg_unsigned".to_string()));
+    let (s, v, replayed) = post_with(&b, "payouts", &body, &again).await;
+    assert_eq!((s, replayed, payout_id(&v)), (201, true, first), "{v}");
+    let (s, v, replayed) = post_with(&b, "payouts", &body, &keyed("evt-2")).await;
+    assert_eq!((s, replayed), (201, false), "{v}");
+    assert_ne!(payout_id(&v), first);
+    assert_eq!(payouts(&sim_state(&sim).await).len(), 2);
+}
+
+/// Svix-branded senders sign the same message with `svix-id` / `svix-timestamp` /
+/// `svix-signature`. Its signed id names the delivery too: a second message with the same body
+/// is a new payout, and the capture replayed with its headers renamed to `webhook-*` (which
+/// verifies just as well) is the same delivery, not a new one.
+#[tokio::test]
+async fn a_svix_signed_request_is_keyed_by_its_signed_id_whatever_the_header_names() {
+    let sim = panel_sim(&[]);
+    let b = start_bridge_full(
+        panel_client(&sim.url),
+        "sim-password",
+        KEY_ROUTES,
+        &[],
+        LOCAL_SECRETS,
+    )
+    .await;
+    let body = create_without_external_id("18.00");
+    let timestamp = chrono::Utc::now().timestamp();
+    let headers = |family: &str, id: &str| {
+        let signature = python_sign(PAYROLL_SECRET, id, timestamp, &body);
+        vec![
+            (format!("{family}-id"), id.to_string()),
+            (format!("{family}-timestamp"), timestamp.to_string()),
+            (format!("{family}-signature"), signature),
+        ]
+    };
+    let send = |headers: Vec<(String, String)>| {
+        let b = &b;
+        let body = &body;
+        async move {
+            let headers: Vec<(&str, String)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            post_with(b, "sw-canonical", body, &headers).await
+        }
+    };
+    let (s, v, replayed) = send(headers("svix", "msg_svix_1")).await;
+    assert_eq!((s, replayed), (201, false), "{v}");
+    let id = payout_id(&v);
+    // The same capture under the other header names: the same delivery.
+    let (s, v, replayed) = send(headers("webhook", "msg_svix_1")).await;
+    assert_eq!((s, replayed, payout_id(&v)), (201, true, id), "{v}");
+    assert_eq!(payouts(&sim_state(&sim).await).len(), 1);
+    // Another message with the same body: a payout of its own.
+    let (s, v, replayed) = send(headers("svix", "msg_svix_2")).await;
+    assert_eq!((s, replayed), (201, false), "{v}");
+    assert_ne!(payout_id(&v), id);
+    assert_eq!(payouts(&sim_state(&sim).await).len(), 2);
+}

@@ -6,6 +6,8 @@
 //!   checks for it (one per kind of item in the transaction);
 //! - no IAM statement anywhere in the template grants those services on a `*` resource, or uses
 //!   a wildcard action;
+//! - the operator policy reaches, by `dynamodb:LeadingKeys`, the delivery records and externalId
+//!   items and the index's `OPEN` partition only: never the panel token or its lease;
 //! - the table matches the adapter (keys, TTL, the sparse GSI) and the function's environment
 //!   matches the variables the code reads.
 //!
@@ -844,6 +846,157 @@ fn operator_policy_covers_pending_and_resolve_only() {
             s.origin
         );
     }
+}
+
+/// IAM's `StringLike`: `*` any run of characters, `?` any one; everything else literal.
+fn iam_like(pattern: &str, value: &str) -> bool {
+    let (p, v): (Vec<char>, Vec<char>) = (pattern.chars().collect(), value.chars().collect());
+    // match[i][j]: p[..i] matches v[..j]
+    let mut m = vec![vec![false; v.len() + 1]; p.len() + 1];
+    m[0][0] = true;
+    for i in 1..=p.len() {
+        m[i][0] = m[i - 1][0] && p[i - 1] == '*';
+        for j in 1..=v.len() {
+            m[i][j] = match p[i - 1] {
+                '*' => m[i - 1][j] || m[i][j - 1],
+                '?' => m[i - 1][j - 1],
+                c => m[i - 1][j - 1] && c == v[j - 1],
+            };
+        }
+    }
+    m[p.len()][v.len()]
+}
+
+/// The `dynamodb:LeadingKeys` values a statement allows: (operator, patterns). Panics unless
+/// the condition is there, with a `ForAllValues:` operator (IAM's requirement for this
+/// multi-valued key) of `StringLike` or `StringEquals`.
+fn leading_keys(s: &Statement) -> (String, Vec<String>) {
+    let condition = get(s.body, "Condition")
+        .and_then(Value::as_mapping)
+        .unwrap_or_else(|| panic!("{}: no Condition: every table item is reachable", s.origin));
+    let mut found = Vec::new();
+    for (op, keys) in condition {
+        let op = op.as_str().unwrap_or_default();
+        if let Some(values) = get(keys, "dynamodb:LeadingKeys") {
+            let patterns = items(values)
+                .into_iter()
+                .map(|v| {
+                    v.as_str()
+                        .unwrap_or_else(|| panic!("{}: a key pattern is not a string", s.origin))
+                        .to_string()
+                })
+                .collect::<Vec<_>>();
+            found.push((op.to_string(), patterns));
+        }
+    }
+    assert_eq!(
+        found.len(),
+        1,
+        "{}: expected one dynamodb:LeadingKeys condition, found {found:?}",
+        s.origin
+    );
+    let (op, patterns) = found.remove(0);
+    assert!(
+        op == "ForAllValues:StringLike" || op == "ForAllValues:StringEquals",
+        "{}: dynamodb:LeadingKeys under {op}; it needs ForAllValues:StringLike / StringEquals",
+        s.origin
+    );
+    assert!(!patterns.is_empty(), "{}: no key pattern", s.origin);
+    (op, patterns)
+}
+
+/// `pub(crate) const NAME: &str = "VALUE";` in the store's item module.
+fn store_const(name: &str) -> String {
+    let item = read(&root().join("src/store/dynamodb/item.rs"));
+    let needle = format!("const {name}: &str = \"");
+    let start = item
+        .find(&needle)
+        .unwrap_or_else(|| panic!("src/store/dynamodb/item.rs no longer defines {name}"))
+        + needle.len();
+    let end = start + item[start..].find('"').expect("closing quote");
+    item[start..end].to_string()
+}
+
+#[test]
+fn operator_policy_reaches_delivery_and_external_items_and_the_open_index_only() {
+    let t = template();
+    let op = resource(&t, "OperatorPolicy");
+    let statements = statements_of("OperatorPolicy", get(props(op), "PolicyDocument").unwrap());
+    // The partition keys as the store writes them (src/store/dynamodb/item.rs).
+    let item = read(&root().join("src/store/dynamodb/item.rs"));
+    assert!(
+        item.contains("push_str(\"DELIVERY#\")") && item.contains("format!(\"EXTERNAL#{"),
+        "the store's delivery / externalId keys changed: update OperatorPolicy and this test"
+    );
+    let open = store_const("OPEN_VALUE");
+    let forbidden = [store_const("TOKEN_PK"), store_const("LEASE_PK")];
+    assert_eq!(forbidden, ["TOKEN#panel", "LEASE#token"]);
+    let samples = [
+        "DELIVERY#payouts#ext:pay-1",
+        "DELIVERY#payroll#whid:msg_1#3",
+        "EXTERNAL#pay-1",
+    ];
+
+    let mut table_patterns = BTreeSet::new();
+    let mut index_patterns = BTreeSet::new();
+    for s in statements.iter().filter(|s| s.allows()) {
+        if !s.actions().iter().any(|a| a.starts_with("dynamodb:")) {
+            continue;
+        }
+        let (_, patterns) = leading_keys(s);
+        for p in &patterns {
+            for key in &forbidden {
+                assert!(
+                    !iam_like(p, key),
+                    "{}: pattern {p:?} reaches {key} (the live panel token / its lease)",
+                    s.origin
+                );
+            }
+        }
+        let mut strings = Vec::new();
+        s.resources()
+            .iter()
+            .for_each(|r| literal_strings(r, &mut strings));
+        let on_index = strings
+            .iter()
+            .any(|x| x.ends_with(&format!("/index/{OPEN_INDEX}")));
+        if on_index {
+            index_patterns.extend(patterns);
+        } else {
+            table_patterns.extend(patterns);
+        }
+    }
+    // Exactly the two item families on the table, exactly the OPEN partition on the index.
+    assert_eq!(
+        table_patterns,
+        BTreeSet::from(["DELIVERY#*".to_string(), "EXTERNAL#*".to_string()]),
+        "OperatorPolicy's table statements"
+    );
+    assert_eq!(
+        index_patterns,
+        BTreeSet::from([open.clone()]),
+        "OperatorPolicy's {OPEN_INDEX} statement"
+    );
+    for key in samples {
+        assert!(
+            table_patterns.iter().any(|p| iam_like(p, key)),
+            "{key} is out of the operator's reach"
+        );
+    }
+    assert!(index_patterns.iter().all(|p| iam_like(p, &open)));
+}
+
+#[test]
+fn iam_like_matches_as_iam_does() {
+    assert!(iam_like("DELIVERY#*", "DELIVERY#payouts#ext:1"));
+    assert!(iam_like("DELIVERY#*", "DELIVERY#"));
+    assert!(!iam_like("DELIVERY#*", "TOKEN#panel"));
+    assert!(!iam_like("DELIVERY#*", "delivery#x"));
+    assert!(iam_like("*", "TOKEN#panel"));
+    assert!(iam_like("?OKEN#*", "TOKEN#panel"));
+    assert!(iam_like("OPEN", "OPEN"));
+    assert!(!iam_like("OPEN", "OPENED"));
+    assert!(iam_like("*#token", "LEASE#token"));
 }
 
 #[test]

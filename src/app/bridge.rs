@@ -7,7 +7,7 @@ use super::intake::{self, short};
 use super::token::TokenManager;
 use super::{Delivery, Reply};
 use crate::domain::delivery::{self, ItemKey};
-use crate::domain::idempotency::DeliveryKey;
+use crate::domain::idempotency::{DeliveryKey, KeySources};
 use crate::domain::Action;
 use crate::error::{BridgeError, ErrorKind};
 use crate::inbound::auth::{InboundRequest, Verifier};
@@ -27,6 +27,8 @@ pub struct Route {
     pub action: Action,
     pub verifier: Verifier,
     pub filter: Filter,
+    /// Which headers may name a delivery (from the route's auth scheme).
+    pub key_sources: KeySources,
 }
 
 /// Limits and timings of delivery handling.
@@ -159,8 +161,13 @@ impl Bridge {
 
         let mut commands = intake::commands(route.action, &route.filter, d.headers, d.body)?;
         let key = DeliveryKey::derive(
+            route.key_sources,
             d.headers.get("idempotency-key"),
-            d.headers.get("webhook-id"),
+            // The id the signature covered: Svix-branded senders send it as `svix-id` (the
+            // verifier reads the `svix-*` family only when no `webhook-*` header is present).
+            d.headers
+                .get("webhook-id")
+                .or_else(|| d.headers.get("svix-id")),
             d.body,
         )
         .map_err(|e| BridgeError::invalid(e.to_string()))?;

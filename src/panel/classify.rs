@@ -1,11 +1,15 @@
 //! Turns what came back from the panel into a [`PanelOutcome`], with no I/O, so that every rule
 //! is unit-tested.
 //!
-//! The API document gives no HTTP statuses, so the body decides first: an error body
-//! `{"error":{"type","message"}}` is a rejection whatever the status (200 included), except
-//! that 401/403 always means the token was refused. Without an error body: 2xx must parse as
-//! the expected success shape, and anything else (5xx, HTML, other 4xx, a body cut short) is
-//! an unknown outcome, since the request did reach the panel.
+//! The API document gives no HTTP statuses, so the body decides, within what the status allows:
+//! - 401/403 always means the token was refused;
+//! - any 5xx is an unknown outcome, whatever its body: a server that failed may have failed
+//!   after the payout was made, so even an error body `{"error":{…}}` proves nothing;
+//! - below 500, an error body `{"error":{"type","message"}}` is a rejection (200 included: the
+//!   panel may send its errors with 200), which proves nothing happened;
+//! - without an error body, 2xx must parse as the expected success shape, and anything else
+//!   (HTML, other 4xx, a body cut short) is an unknown outcome, since the request did reach the
+//!   panel.
 
 use crate::ports::PanelOutcome;
 use serde::Deserialize;
@@ -41,10 +45,14 @@ pub fn classify<T>(
     body: &[u8],
     parse: impl FnOnce(Value) -> Option<T>,
 ) -> PanelOutcome<T> {
-    let json: Option<Value> = serde_json::from_slice(body).ok();
     if status == 401 || status == 403 {
         return PanelOutcome::TokenRefused;
     }
+    // Before the body: an error body only proves nothing happened when the server did not fail.
+    if status >= 500 {
+        return PanelOutcome::Unknown(format!("panel answered HTTP {status}: {}", quote(body)));
+    }
+    let json: Option<Value> = serde_json::from_slice(body).ok();
     if let Some(v) = &json {
         if v.get("error").is_some_and(|e| e.is_object()) {
             if let Ok(e) = serde_json::from_value::<ErrorBody>(v.clone()) {
@@ -54,9 +62,6 @@ pub fn classify<T>(
                 };
             }
         }
-    }
-    if status >= 500 {
-        return PanelOutcome::Unknown(format!("panel answered HTTP {status}: {}", quote(body)));
     }
     if !(200..300).contains(&status) {
         return PanelOutcome::Unknown(format!(
@@ -129,7 +134,7 @@ mod tests {
     }
 
     #[test]
-    fn error_body_with_any_status_is_a_rejection_and_other_types_are_kept() {
+    fn error_body_below_500_is_a_rejection_and_other_types_are_kept() {
         let out = create(
             402,
             r#"{"error":{"message":"no money","type":"INSUFFICIENT_FUNDS"}}"#,
@@ -137,6 +142,37 @@ mod tests {
         assert!(matches!(out, PanelOutcome::Rejected { kind, .. } if kind == "INSUFFICIENT_FUNDS"));
         let out = create(418, r#"{"error":{"message":"x","type":"ACCOUNT_LOCKED"}}"#);
         assert!(matches!(out, PanelOutcome::Rejected { kind, .. } if kind == "ACCOUNT_LOCKED"));
+        let out = create(499, r#"{"error":{"message":"x","type":"INVALID_PARAMS"}}"#);
+        assert!(matches!(out, PanelOutcome::Rejected { kind, .. } if kind == "INVALID_PARAMS"));
+    }
+
+    /// A server that failed may have failed after making the payout: its error body proves
+    /// nothing, whatever the type says (a rejection would let a retry pay twice).
+    #[test]
+    fn any_5xx_is_unknown_even_with_an_error_body() {
+        let internal =
+            r#"{"error":{"message":"Internal server error","type":"INTERNAL_ERROR"},"errors":[]}"#;
+        let invalid = r#"{"error":{"message":"One of required fields is empty!","type":"INVALID_PARAMS"},"errors":[]}"#;
+        let funds = r#"{"error":{"message":"no money","type":"INSUFFICIENT_FUNDS"}}"#;
+        for status in [500, 501, 502, 503, 504, 599] {
+            for body in [internal, invalid, funds] {
+                match create(status, body) {
+                    PanelOutcome::Unknown(reason) => {
+                        assert!(reason.contains(&format!("HTTP {status}")), "{reason}")
+                    }
+                    other => panic!("{status} {body}: expected unknown, got {other:?}"),
+                }
+            }
+        }
+        // The same for every call: authenticate and cancel too.
+        assert!(matches!(
+            classify(500, internal.as_bytes(), parse_token),
+            PanelOutcome::Unknown(_)
+        ));
+        assert!(matches!(
+            classify(503, invalid.as_bytes(), parse_success),
+            PanelOutcome::Unknown(_)
+        ));
     }
 
     #[test]

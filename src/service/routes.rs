@@ -51,6 +51,7 @@ pub async fn build_routes(
             action: r.action,
             verifier,
             filter,
+            key_sources: r.auth.key_sources(),
         });
     }
     Ok(routes)

@@ -90,6 +90,24 @@ fn is_api_path(path: &str) -> bool {
 const HTML_500: &str = "<!DOCTYPE html>\n<html><head><title>500 Internal Server Error</title></head>\
 <body><h1>Internal Server Error</h1><p>The server encountered an internal error.</p></body></html>\n";
 
+/// The panel's error shape for a server failure (`internal_error_*_next` faults).
+const INTERNAL_ERROR_BODY: &str =
+    r#"{"error":{"message":"Internal server error","type":"INTERNAL_ERROR"},"errors":[]}"#;
+
+/// HTTP 500 with [`INTERNAL_ERROR_BODY`]. Not an [`ErrorMarker`] answer: a server failure stays
+/// a 500 even with `errors_with_status_200`.
+fn internal_error() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        )],
+        INTERNAL_ERROR_BODY,
+    )
+        .into_response()
+}
+
 const GARBAGE: &str = "<<<\u{fffd}garbled\u{0} {\"payments\":[{\"id\":";
 
 async fn fault_layer(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
@@ -121,18 +139,27 @@ async fn fault_layer(State(shared): State<Arc<Shared>>, request: Request, next: 
             )
                 .into_response();
         }
+        FaultAction::InternalErrorBefore => {
+            tracing::info!(%path, "panel-sim fault: HTTP 500 API error before processing");
+            return internal_error();
+        }
         FaultAction::Reject(kind) => {
             tracing::info!(%path, ?kind, "panel-sim fault: injected API error");
             ApiError::Injected(kind).into_response()
         }
-        FaultAction::None | FaultAction::DropAfter | FaultAction::Garbage => {
-            next.run(request).await
-        }
+        FaultAction::None
+        | FaultAction::DropAfter
+        | FaultAction::InternalErrorAfter
+        | FaultAction::Garbage => next.run(request).await,
     };
     match action {
         FaultAction::DropAfter => {
             tracing::info!(%path, status = %response.status(), "panel-sim fault: dropping connection after processing");
             close_connection(kill).await
+        }
+        FaultAction::InternalErrorAfter => {
+            tracing::info!(%path, status = %response.status(), "panel-sim fault: HTTP 500 API error after processing");
+            internal_error()
         }
         FaultAction::Garbage => {
             tracing::info!(%path, status = %response.status(), "panel-sim fault: garbage answer after processing");

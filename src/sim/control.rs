@@ -83,10 +83,12 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 struct FaultsPatch {
     latency_ms: Option<u64>,
     fail_next: Option<u32>,
+    internal_error_before_next: Option<u32>,
     reject_next: Option<u32>,
     reject_type: Option<RejectType>,
     drop_before_next: Option<u32>,
     drop_after_next: Option<u32>,
+    internal_error_after_next: Option<u32>,
     garbage_next: Option<u32>,
     errors_with_status_200: Option<bool>,
     #[serde(default, deserialize_with = "present")]
@@ -104,6 +106,12 @@ async fn set_faults(
         }
         if let Some(v) = patch.fail_next {
             f.fail_next = v;
+        }
+        if let Some(v) = patch.internal_error_before_next {
+            f.internal_error_before_next = v;
+        }
+        if let Some(v) = patch.internal_error_after_next {
+            f.internal_error_after_next = v;
         }
         if let Some(v) = patch.reject_next {
             f.reject_next = v;

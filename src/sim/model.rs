@@ -59,8 +59,8 @@ pub enum PaymentStatus {
 
 /// Fault settings (`/sim/faults`). Counted faults (`*_next`) decrement by one
 /// per matching `/api` request; at most one counted fault applies to a
-/// request, in the order `drop_before`, `fail`, `reject`, `drop_after`,
-/// `garbage`.
+/// request, in the order `drop_before`, `fail`, `internal_error_before`,
+/// `reject`, `drop_after`, `internal_error_after`, `garbage`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Faults {
@@ -68,6 +68,10 @@ pub struct Faults {
     pub latency_ms: u64,
     /// Next N matching requests: HTTP 500 with an HTML body, not processed.
     pub fail_next: u32,
+    /// Next N matching requests: HTTP 500 with an API error body
+    /// (`{"error":{"message":"Internal server error","type":"INTERNAL_ERROR"},"errors":[]}`),
+    /// not processed.
+    pub internal_error_before_next: u32,
     /// Next N matching requests: an API error body of type `reject_type`
     /// (status 400 / 402, or 200 with `errors_with_status_200`), not processed.
     pub reject_next: u32,
@@ -77,6 +81,9 @@ pub struct Faults {
     pub drop_before_next: u32,
     /// Next N matching requests: processed, then connection closed without response.
     pub drop_after_next: u32,
+    /// Next N matching requests: processed (a create makes its payout), then HTTP 500 with
+    /// the same API error body as `internal_error_before_next`.
+    pub internal_error_after_next: u32,
     /// Next N matching requests: processed, then HTTP 200 with a non-JSON body.
     pub garbage_next: u32,
     /// Send every `/api` error body with HTTP status 200.
@@ -132,6 +139,12 @@ pub struct Counters {
     pub dropped_after: u64,
     /// HTTP 500 HTML answers from `fail_next`.
     pub failed: u64,
+    /// HTTP 500 API error answers (`internal_errors_before + internal_errors_after`).
+    pub internal_errors: u64,
+    /// HTTP 500 API error answers without processing (`internal_error_before_next`).
+    pub internal_errors_before: u64,
+    /// HTTP 500 API error answers after processing (`internal_error_after_next`).
+    pub internal_errors_after: u64,
     /// Garbage answers from `garbage_next`.
     pub garbage: u64,
     /// Error answers injected by `reject_next`.
@@ -262,8 +275,10 @@ pub(super) enum FaultAction {
     None,
     DropBefore,
     Fail,
+    InternalErrorBefore,
     Reject(RejectType),
     DropAfter,
+    InternalErrorAfter,
     Garbage,
 }
 
@@ -602,6 +617,11 @@ impl Shared {
             faults.fail_next -= 1;
             inner.counters.failed += 1;
             FaultAction::Fail
+        } else if faults.internal_error_before_next > 0 {
+            faults.internal_error_before_next -= 1;
+            inner.counters.internal_errors += 1;
+            inner.counters.internal_errors_before += 1;
+            FaultAction::InternalErrorBefore
         } else if faults.reject_next > 0 {
             faults.reject_next -= 1;
             inner.counters.rejected += 1;
@@ -611,6 +631,11 @@ impl Shared {
             inner.counters.dropped += 1;
             inner.counters.dropped_after += 1;
             FaultAction::DropAfter
+        } else if faults.internal_error_after_next > 0 {
+            faults.internal_error_after_next -= 1;
+            inner.counters.internal_errors += 1;
+            inner.counters.internal_errors_after += 1;
+            FaultAction::InternalErrorAfter
         } else if faults.garbage_next > 0 {
             faults.garbage_next -= 1;
             inner.counters.garbage += 1;

@@ -874,6 +874,99 @@ async fn fault_garbage_answers_non_json_after_processing() {
     );
 }
 
+const INTERNAL_ERROR: &str =
+    r#"{"error":{"message":"Internal server error","type":"INTERNAL_ERROR"},"errors":[]}"#;
+
+#[tokio::test]
+async fn fault_internal_error_before_answers_500_in_the_error_shape_without_processing() {
+    let sim = start(SimConfig::default()).await;
+    let token = sim.token().await;
+    // errors_with_status_200 does not turn a server failure into a 200.
+    let faults = sim
+        .faults(json!({ "internal_error_before_next": 2, "errors_with_status_200": true }))
+        .await;
+    assert_eq!(faults["internal_error_before_next"], 2);
+    for _ in 0..2 {
+        let response = sim
+            .client
+            .post(sim.url("/api/payment/create"))
+            .header("x-access-token", &token)
+            .json(&payment())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            content_type.starts_with("application/json"),
+            "{content_type}"
+        );
+        assert_eq!(response.text().await.expect("body"), INTERNAL_ERROR);
+    }
+    let state = sim.state().await;
+    assert!(state.payments.is_empty(), "not processed");
+    assert_eq!(state.funds["GBP"], "1000000");
+    assert_eq!(state.counters.internal_errors, 2);
+    assert_eq!(state.counters.internal_errors_before, 2);
+    assert_eq!(state.counters.internal_errors_after, 0);
+    assert_eq!(state.counters.create, 2, "received, though not processed");
+    assert_eq!(state.counters.create_accepted, 0);
+    assert_eq!(state.faults.internal_error_before_next, 0);
+    // The next request is served normally.
+    assert_eq!(sim.create(&token, &payment()).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn fault_internal_error_after_processes_then_answers_500_in_the_error_shape() {
+    let sim = start(SimConfig::default()).await;
+    let token = sim.token().await;
+    sim.faults(json!({ "internal_error_after_next": 1 })).await;
+    let (status, text) = sim
+        .send(
+            "/api/payment/create",
+            &with(payment(), "amount", json!(10)),
+            Some(&token),
+        )
+        .await
+        .expect("request");
+    assert_eq!(
+        (status, text.as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_ERROR)
+    );
+    let state = sim.state().await;
+    assert_eq!(state.payments.len(), 1, "the payout was made");
+    assert_eq!(state.payments[0].status, PaymentStatus::Ready);
+    assert_eq!(state.funds["GBP"], "999990");
+    assert_eq!(state.counters.create_accepted, 1);
+    assert_eq!(state.counters.internal_errors, 1);
+    assert_eq!(state.counters.internal_errors_after, 1);
+    assert_eq!(state.counters.internal_errors_before, 0);
+    assert_eq!(state.faults.internal_error_after_next, 0);
+    // The next one is answered normally: the first payout kept id 1.
+    assert_eq!(
+        sim.create(&token, &payment()).await.1["payments"][0]["id"],
+        2
+    );
+    // A drop_after set as well applies first (the documented order), the 500 next.
+    sim.faults(json!({ "drop_after_next": 1, "internal_error_after_next": 1 }))
+        .await;
+    assert!(sim
+        .send("/api/payment/create", &payment(), Some(&token))
+        .await
+        .is_err());
+    assert_eq!(
+        sim.send("/api/payment/create", &payment(), Some(&token))
+            .await
+            .expect("request")
+            .0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(sim.state().await.payments.len(), 4);
+}
+
 #[tokio::test]
 async fn fault_latency_delays_every_api_call() {
     let sim = start(SimConfig::default()).await;

@@ -12,6 +12,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::hmac_sha256::Template;
+use crate::domain::idempotency::KeySources;
 
 /// Default tolerance, in seconds, between a request's timestamp and now.
 pub const DEFAULT_TOLERANCE_SECONDS: u32 = 300;
@@ -191,6 +192,19 @@ impl AuthConfig {
     /// `none`, `api-key`, `standard-webhooks` or `hmac-sha256`.
     pub fn scheme_name(&self) -> &'static str {
         self.scheme.name()
+    }
+
+    /// Which headers may name a delivery on this route, by scheme: the signed `webhook-id` on
+    /// `standard-webhooks`; the `Idempotency-Key` on `api-key` and `none`, where no signature
+    /// is there to be bypassed; neither on `hmac-sha256`, whose signature covers no id header
+    /// (the body's hash keys it). A header the signature does not cover must never make a
+    /// captured request look new.
+    pub fn key_sources(&self) -> KeySources {
+        match self.scheme {
+            SchemeConfig::None | SchemeConfig::ApiKey { .. } => KeySources::IDEMPOTENCY_KEY,
+            SchemeConfig::StandardWebhooks { .. } => KeySources::WEBHOOK_ID,
+            SchemeConfig::HmacSha256(_) => KeySources::BODY_ONLY,
+        }
     }
 
     fn from_raw(raw: RawAuthConfig) -> Result<Self, AuthConfigError> {
@@ -653,6 +667,42 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("expected an auth block"), "{message}");
+    }
+
+    #[test]
+    fn key_sources_by_scheme() {
+        let sources = |yaml: &str| load(yaml).unwrap().key_sources();
+        let plain = KeySources {
+            webhook_id: false,
+            idempotency_key: true,
+        };
+        assert_eq!(sources("scheme: none"), plain);
+        assert_eq!(sources("scheme: api-key\nsecrets: [env:K]"), plain);
+        assert_eq!(
+            sources("scheme: api-key\nheader: X-Partner-Key\nsecrets: [env:K]"),
+            plain
+        );
+        assert_eq!(
+            sources("scheme: standard-webhooks\nsecrets: [env:K]"),
+            KeySources {
+                webhook_id: true,
+                idempotency_key: false,
+            }
+        );
+        let body_only = KeySources {
+            webhook_id: false,
+            idempotency_key: false,
+        };
+        assert_eq!(
+            sources("scheme: hmac-sha256\nheader: X-Sig\nsecrets: [env:K]"),
+            body_only
+        );
+        assert_eq!(
+            sources(
+                "scheme: hmac-sha256\nheader: X-Sig\nsecrets: [env:K]\ntimestamp_header: X-Ts\nsigned_content: '{timestamp}.{body}'"
+            ),
+            body_only
+        );
     }
 
     #[test]
