@@ -14,21 +14,20 @@
 //!
 //! Bounded: 64 cases per property (and the deterministic tests below); a few seconds in all.
 
+mod common;
+
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Request};
 use base64::Engine as _;
+use common::{now, settings, MapSecrets};
 use hmac::{Hmac, Mac};
-use payout_bridge::config::Settings;
-use payout_bridge::ports::{
-    CreatedPayout, PanelApi, PanelOutcome, Secret, SecretSource, StoreError,
-};
+use payout_bridge::ports::{CreatedPayout, PanelApi, PanelOutcome, Secret};
 use payout_bridge::service::ServiceBuilder;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,18 +109,6 @@ impl PanelApi for CountingPanel {
     }
 }
 
-struct MapSecrets(HashMap<String, String>);
-
-#[async_trait]
-impl SecretSource for MapSecrets {
-    async fn fetch(&self, reference: &str) -> Result<Secret, StoreError> {
-        self.0
-            .get(reference)
-            .map(|v| Secret::new(v.clone()))
-            .ok_or_else(|| StoreError::NotFound(reference.to_string()))
-    }
-}
-
 struct Under {
     router: axum::Router,
     panel: Arc<CountingPanel>,
@@ -129,17 +116,15 @@ struct Under {
 
 async fn under_test() -> Under {
     let max_body = MAX_BODY.to_string();
-    let settings =
-        Settings::from_lookup(&|k| (k == "BRIDGE_MAX_BODY_BYTES").then(|| max_body.clone()))
-            .expect("settings");
-    let secrets: Arc<dyn SecretSource> = Arc::new(MapSecrets(HashMap::from([
-        ("env:PAYOUTS_KEY".to_string(), API_KEY.to_string()),
-        ("env:HMAC_KEY".to_string(), HMAC_KEY.to_string()),
-        ("env:SW_KEY".to_string(), format!("whsec_{SW_KEY_B64}")),
-        ("test:panel-password".to_string(), "pw".to_string()),
-    ])));
+    let sw_key = format!("whsec_{SW_KEY_B64}");
+    let secrets = MapSecrets::of(&[
+        ("env:PAYOUTS_KEY", API_KEY),
+        ("env:HMAC_KEY", HMAC_KEY),
+        ("env:SW_KEY", &sw_key),
+        ("test:panel-password", "pw"),
+    ]);
     let panel = Arc::new(CountingPanel::default());
-    let bridge = ServiceBuilder::new(settings)
+    let bridge = ServiceBuilder::new(settings(&[("BRIDGE_MAX_BODY_BYTES", &max_body)]))
         .routes_yaml(ROUTES, "props routes")
         .expect("routes")
         .panel(panel.clone())
@@ -187,10 +172,6 @@ struct Req {
     length: Length,
     /// Seen by the mapped route's filter as `$headers["x-ext"]`.
     x_ext: Option<Vec<u8>>,
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
 }
 
 fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
