@@ -6,9 +6,14 @@
 //!
 //! Routes, filters and secrets are the ones of `events/routes.yaml` (the deployed routes with
 //! `env:` secrets; values from `scripts/make_events.py` LOCAL_SECRETS), built by
-//! `service::routes::build_routes` as the binary does. Every create has its own externalId (a
-//! real create, not a replay), and each criterion sample starts from a fresh bridge so the
-//! in-memory store does not grow without bound. Results: see docs/BENCHMARKS.md.
+//! `service::routes::build_routes` as the binary does; the bridge is assembled by
+//! `service::ServiceBuilder`, the panel client by `ServiceBuilder::panel_client`. Every create
+//! has its own externalId (a real create, not a replay), and each criterion sample starts from
+//! a fresh bridge so the in-memory store does not grow without bound. Results: see
+//! docs/BENCHMARKS.md.
+
+#[path = "../examples/support/mod.rs"]
+mod support;
 
 use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -19,7 +24,7 @@ use payout_bridge::config::Settings;
 use payout_bridge::domain::{Action, Command};
 use payout_bridge::inbound::auth::InboundRequest;
 use payout_bridge::mapping::Filter;
-use payout_bridge::panel::{PanelClient, PanelClientConfig};
+use payout_bridge::panel::PanelClient;
 use payout_bridge::ports::{CreatedPayout, PanelApi, PanelOutcome, Secret, SecretSource};
 use payout_bridge::secrets::{EnvSecrets, SecretResolver};
 use payout_bridge::service::{routes::build_routes, ServiceBuilder};
@@ -28,25 +33,6 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const LOCAL_SECRETS: &[(&str, &str)] = &[
-    (
-        "PAYROLL_WEBHOOK_SECRET",
-        "whsec_cGF5b3V0LWJyaWRnZS1sb2NhbC10ZXN0LWtleSEh",
-    ),
-    ("CRM_SIGNING_SECRET", "crm-local-secret"),
-    ("FORM_API_KEY", "form-local-key"),
-    ("PAYOUTS_KEY", "local-payouts-key"),
-    ("PANEL_PASSWORD", "bench-password"),
-];
-
-fn secret(name: &str) -> &'static str {
-    LOCAL_SECRETS
-        .iter()
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| *v)
-        .expect("local secret")
-}
 
 /// A panel that answers every call at once: what remains is the bridge's own overhead.
 struct InstantPanel {
@@ -91,9 +77,14 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// The local secrets of the routes, and the panel password.
 fn secrets() -> Arc<dyn SecretSource> {
+    let vars = support::LOCAL_SECRETS
+        .iter()
+        .copied()
+        .chain([("PANEL_PASSWORD", "bench-password")]);
     Arc::new(SecretResolver::from_parts(
-        EnvSecrets::from_vars(LOCAL_SECRETS.iter().copied()),
+        EnvSecrets::from_vars(vars),
         None,
     ))
 }
@@ -154,23 +145,13 @@ fn unique() -> u64 {
 
 /// `events/bodies/canonical-create.json` with its own externalId, on the `payouts` route.
 fn canonical_value(external_id: &str) -> Value {
-    json!({
-        "amount": "25.00",
-        "currency": "GBP",
-        "startDate": "2030-01-01 12:00:00",
-        "endDate": "2030-02-01 12:00:00",
-        "name": "Demo project",
-        "description": "Demo payout",
-        "userName": "ada",
-        "notification": false,
-        "externalId": external_id,
-    })
+    support::canonical_create(external_id, "25.00")
 }
 
 fn canonical() -> Input {
     let mut headers = Headers::new();
     headers.insert("content-type", "application/json");
-    headers.insert("x-api-key", secret("PAYOUTS_KEY"));
+    headers.insert("x-api-key", support::local_secret("PAYOUTS_KEY"));
     headers.insert("user-agent", "bench");
     Input {
         route: "payouts",
@@ -183,37 +164,18 @@ fn canonical() -> Input {
 /// `events/bodies/payroll-payrun.json` with `slips` payslips (own ids), signed with Standard
 /// Webhooks as the payroll system does.
 fn payroll(slips: usize) -> Input {
-    use base64::Engine;
-    use hmac::{Hmac, Mac};
-    let run = unique();
-    let payslips: Vec<Value> = (0..slips)
-        .map(|i| {
-            json!({"id": format!("{run}-{i}"), "net": "2150.35", "employee": {
-                "id": format!("E-{i}"), "firstName": "Ada", "lastName": "Lovelace",
-                "email": "ada@example.com"}})
-        })
-        .collect();
-    let body = serde_json::to_vec(&json!({
-        "type": "payrun.approved",
-        "timestamp": "2026-11-27T16:00:00Z",
-        "data": {"payRunId": format!("PR-{run}"), "employer": "Acme Ltd", "currency": "GBP",
-                 "payDate": "2030-01-01", "payslips": payslips}
-    }))
-    .expect("json");
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(secret("PAYROLL_WEBHOOK_SECRET").trim_start_matches("whsec_"))
-        .expect("whsec");
-    let msg_id = format!("msg_{run}");
-    let ts = chrono::Utc::now().timestamp();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("key");
-    mac.update(format!("{msg_id}.{ts}.").as_bytes());
-    mac.update(&body);
-    let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let run = unique().to_string();
+    let body = serde_json::to_vec(&support::payroll_payrun(&run, slips, "2150.35")).expect("json");
     let mut headers = Headers::new();
     headers.insert("content-type", "application/json");
-    headers.insert("webhook-id", &msg_id);
-    headers.insert("webhook-timestamp", &ts.to_string());
-    headers.insert("webhook-signature", &format!("v1,{sig}"));
+    for (k, v) in support::standard_webhooks_headers(
+        support::local_secret("PAYROLL_WEBHOOK_SECRET"),
+        &format!("msg_{run}"),
+        chrono::Utc::now().timestamp(),
+        &body,
+    ) {
+        headers.insert(k, &v);
+    }
     Input {
         route: "payroll",
         headers,
@@ -315,13 +277,16 @@ fn pieces(c: &mut Criterion) {
     g.finish();
 }
 
-/// The panel client as `wiring::bridge` builds it (reqwest + rustls: loads the system roots).
-fn panel_client() -> Result<PanelClient, payout_bridge::panel::client::PanelConfigError> {
-    PanelClient::new(&PanelClientConfig {
-        base_url: "https://panel.example.com".into(),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(10),
-    })
+/// The panel client as `service::environment::bridge` builds it (`ServiceBuilder::panel_client`
+/// on the default timeouts; reqwest + rustls: loads the system roots). The settings are read
+/// once, outside the timed part.
+fn panel_client() -> Result<PanelClient, payout_bridge::config::ConfigError> {
+    static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
+    let settings = SETTINGS.get_or_init(|| {
+        Settings::from_lookup(&|k| (k == "PANEL_URL").then(|| "https://panel.example.com".into()))
+            .expect("settings")
+    });
+    ServiceBuilder::panel_client(settings)
 }
 
 /// Start-up pieces of the bridge (paid on every cold start): reading the routes file,

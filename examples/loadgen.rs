@@ -65,21 +65,6 @@ struct Args {
     json: bool,
 }
 
-/// The canonical create of `events/bodies/canonical-create.json` with its own externalId.
-fn canonical(external_id: &str) -> Value {
-    json!({
-        "amount": "1.00",
-        "currency": "GBP",
-        "startDate": "2030-01-01 12:00:00",
-        "endDate": "2030-02-01 12:00:00",
-        "name": "Bench project",
-        "description": "Bench payout",
-        "userName": "ada",
-        "notification": false,
-        "externalId": external_id,
-    })
-}
-
 struct Plan {
     client: reqwest::Client,
     target: Target,
@@ -92,7 +77,7 @@ struct Plan {
 impl Plan {
     /// The request for payout `i` (built before the clock starts).
     fn request(&self, i: usize) -> anyhow::Result<reqwest::RequestBuilder> {
-        let body = canonical(&format!("{}-{i}", self.prefix));
+        let body = support::canonical_create(&format!("{}-{i}", self.prefix), "1.00");
         Ok(match self.target {
             Target::Bridge => self
                 .client

@@ -176,20 +176,9 @@ impl Post {
     }
 
     fn payroll(run: &str, slips: usize) -> Post {
-        let payslips: Vec<Value> = (0..slips)
-            .map(|i| {
-                json!({"id": format!("{run}-{i}"), "net": "12.34",
-                       "employee": {"id": format!("E-{i}"), "firstName": "Ada", "lastName": "Lovelace", "email": "ada@example.com"}})
-            })
-            .collect();
-        let body = json!({
-            "type": "payrun.approved",
-            "timestamp": "2026-11-27T16:00:00Z",
-            "data": {"payRunId": format!("PR-{run}"), "employer": "Acme Ltd", "currency": "GBP",
-                     "payDate": "2030-01-01", "payslips": payslips}
-        })
-        .to_string()
-        .into_bytes();
+        let body = support::payroll_payrun(run, slips, "12.34")
+            .to_string()
+            .into_bytes();
         let mut headers = Headers::new();
         headers.insert("content-type", "application/json");
         for (k, v) in support::standard_webhooks_headers(
@@ -220,15 +209,6 @@ impl Post {
             })
             .await
     }
-}
-
-fn create_body(external_id: &str) -> Value {
-    json!({
-        "amount": "1.00", "currency": "GBP",
-        "startDate": "2030-01-01 12:00:00", "endDate": "2030-02-01 12:00:00",
-        "name": "Bench project", "description": "Round trips", "userName": "ada",
-        "notification": false, "externalId": external_id,
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -376,7 +356,10 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?;
 
-    let first = Post::api_key("payouts", &create_body(&format!("rt-{run}-1")));
+    let first = Post::api_key(
+        "payouts",
+        &support::canonical_create(&format!("rt-{run}-1"), "1.00"),
+    );
     m.step("A 1st create, fresh table (cold, no shared token)", async {
         let r = first.send(&a).await;
         expect(&r, 201, "first create")?;
@@ -384,7 +367,10 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
 
-    let warm = Post::api_key("payouts", &create_body(&format!("rt-{run}-2")));
+    let warm = Post::api_key(
+        "payouts",
+        &support::canonical_create(&format!("rt-{run}-2"), "1.00"),
+    );
     m.step("A warm create", async {
         let r = warm.send(&a).await;
         expect(&r, 201, "warm create")?;
@@ -406,7 +392,10 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?;
 
-    let b_first = Post::api_key("payouts", &create_body(&format!("rt-{run}-3")));
+    let b_first = Post::api_key(
+        "payouts",
+        &support::canonical_create(&format!("rt-{run}-3"), "1.00"),
+    );
     m.step(
         "B 1st create (cold instance, token shared in DynamoDB)",
         async {

@@ -5,7 +5,7 @@ backends, so two conditional writes racing on one item (e.g. a TransactWriteItem
 UpdateItem) can both pass their conditions there, which real DynamoDB never allows. Serialized,
 moto gives DynamoDB's atomicity, and the concurrency tests test our code, not moto's races.
 
-Used by scripts/test.sh, scripts/bench-lib.sh and tests/support_faults; run it with the Python
+Used by scripts/test.sh, scripts/bench-lib.sh and tests/common (Moto); run it with the Python
 of the repository's .venv (which has moto[server]): `.venv/bin/python scripts/moto_serialized.py
 -H 127.0.0.1 -p PORT`.
 """

@@ -7,44 +7,6 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::process::Command;
-
-fn bridge_env(sim: &Proc, aws: &Aws, routes: &std::path::Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("PANEL_URL", sim.url.clone()),
-        ("PANEL_PASSWORD_SECRET_ID", aws.secret_id.clone()),
-        ("BRIDGE_TABLE", aws.table.clone()),
-        ("BRIDGE_CONFIG", routes.display().to_string()),
-        ("PAYOUTS_KEY", TEST_KEY.to_string()),
-        ("PANEL_REQUEST_TIMEOUT_MS", "2000".to_string()),
-        ("RUST_LOG", "warn".to_string()),
-    ]
-}
-
-fn bridge(sim: &Proc, aws: &Aws, routes: &std::path::Path) -> Proc {
-    spawn_listening(
-        env!("CARGO_BIN_EXE_payout-bridge"),
-        &["serve", "--port", "0"],
-        &bridge_env(sim, aws, routes),
-    )
-}
-
-fn operator(sim: &Proc, aws: &Aws, routes: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_payout-bridge"));
-    cmd.args(args).env_remove("AWS_LAMBDA_RUNTIME_API");
-    for (k, v) in bridge_env(sim, aws, routes) {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run payout-bridge");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 async fn post_keyed(url: &str, route: &str, body: &Value, key: Option<&str>) -> (u16, Value, bool) {
     let mut req = client()
@@ -65,7 +27,7 @@ async fn fifty_concurrent_deliveries_of_one_event_make_one_payout() {
     let sim = panel_sim(&[]);
     let aws = aws("sim-password").await;
     let routes = temp_file("routes.yaml", TEST_ROUTES);
-    let b = bridge(&sim, &aws, &routes);
+    let b = bridge(&bridge_env(&sim.url, &aws, &routes, &[]));
     let mut body = create_body("", "42.00");
     body.as_object_mut().unwrap().remove("externalId");
     let mut tasks = Vec::new();
@@ -111,7 +73,7 @@ async fn distinct_events_each_sent_three_times_make_one_payout_each() {
     let sim = panel_sim(&[]);
     let aws = aws("sim-password").await;
     let routes = temp_file("routes.yaml", TEST_ROUTES);
-    let b = bridge(&sim, &aws, &routes);
+    let b = bridge(&bridge_env(&sim.url, &aws, &routes, &[]));
     let mut tasks = Vec::new();
     for _round in 0..3 {
         for i in 0..20 {
@@ -147,12 +109,12 @@ async fn a_cold_start_reuses_the_shared_token_and_a_revoked_token_costs_one_auth
     let sim = panel_sim(&[]);
     let aws = aws("sim-password").await;
     let routes = temp_file("routes.yaml", TEST_ROUTES);
-    let first = bridge(&sim, &aws, &routes);
+    let first = bridge(&bridge_env(&sim.url, &aws, &routes, &[]));
     let (s, _, _) = post_keyed(&first.url, "payouts", &create_body("c-1", "1.00"), None).await;
     assert_eq!(s, 201);
     assert_eq!(counter(&sim_state(&sim).await, "authenticate"), 1);
 
-    let second = bridge(&sim, &aws, &routes);
+    let second = bridge(&bridge_env(&sim.url, &aws, &routes, &[]));
     let (s, _, _) = post_keyed(&second.url, "payouts", &create_body("c-2", "1.00"), None).await;
     assert_eq!(s, 201);
     assert_eq!(
@@ -179,7 +141,7 @@ async fn a_rotated_password_is_picked_up_without_restart() {
     let sim = panel_sim(&[]);
     let aws = aws("sim-password").await;
     let routes = temp_file("routes.yaml", TEST_ROUTES);
-    let b = bridge(&sim, &aws, &routes);
+    let b = bridge(&bridge_env(&sim.url, &aws, &routes, &[]));
     let (s, _, _) = post_keyed(&b.url, "payouts", &create_body("r-1", "1.00"), None).await;
     assert_eq!(s, 201);
     // Rotate: the panel takes a new password, the secret gets it, old tokens die.
@@ -189,13 +151,7 @@ async fn a_rotated_password_is_picked_up_without_restart() {
         json!({"password": "rotated-password"}),
     )
     .await;
-    aws.sm
-        .put_secret_value()
-        .secret_id(&aws.secret_id)
-        .secret_string("rotated-password")
-        .send()
-        .await
-        .expect("rotate secret");
+    aws.set_password("rotated-password").await;
     sim_post(&sim, "/sim/revoke-tokens", json!({})).await;
     let (s, v, _) = post_keyed(&b.url, "payouts", &create_body("r-2", "1.00"), None).await;
     assert_eq!(s, 201, "{v}");
@@ -207,7 +163,8 @@ async fn an_unknown_outcome_is_held_listed_and_resolved() {
     let sim = panel_sim(&[]);
     let aws = aws("sim-password").await;
     let routes = temp_file("routes.yaml", TEST_ROUTES);
-    let b = bridge(&sim, &aws, &routes);
+    let env = bridge_env(&sim.url, &aws, &routes, &[]);
+    let b = bridge(&env);
     let (s, _, _) = post_keyed(&b.url, "payouts", &create_body("warm", "1.00"), None).await;
     assert_eq!(s, 201);
 
@@ -233,13 +190,11 @@ async fn an_unknown_outcome_is_held_listed_and_resolved() {
         .max()
         .unwrap();
 
-    let (ok, out) = operator(&sim, &aws, &routes, &["pending"]);
-    assert!(ok, "{out}");
+    let (ok, out, err) = operator(&env, &["pending"]);
+    assert!(ok, "{out}{err}");
     assert!(out.contains("ext:u-1"), "{out}");
-    let (ok, out) = operator(
-        &sim,
-        &aws,
-        &routes,
+    let (ok, out, err) = operator(
+        &env,
         &[
             "resolve",
             "--route",
@@ -250,12 +205,12 @@ async fn an_unknown_outcome_is_held_listed_and_resolved() {
             &payout_id.to_string(),
         ],
     );
-    assert!(ok, "{out}");
+    assert!(ok, "{out}{err}");
     let (s, v, replayed) = post_keyed(&b.url, "payouts", &body, None).await;
     assert_eq!((s, replayed), (201, true), "{v}");
     assert_eq!(v["payments"][0]["id"].as_u64(), Some(payout_id));
-    let (ok, out) = operator(&sim, &aws, &routes, &["pending"]);
-    assert!(ok && !out.contains("ext:u-1"), "{out}");
+    let (ok, out, err) = operator(&env, &["pending"]);
+    assert!(ok && !out.contains("ext:u-1"), "{out}{err}");
     // And the resolved payout can be cancelled by its externalId.
     let (s, v, _) = post_keyed(&b.url, "cancel", &json!({"externalIds": ["u-1"]}), None).await;
     assert_eq!((s, v), (200, json!({"success": 1})));
@@ -270,10 +225,8 @@ async fn an_unknown_outcome_is_held_listed_and_resolved() {
     let body = create_body("u-2", "8.00");
     let (s, _, _) = post_keyed(&b.url, "payouts", &body, None).await;
     assert_eq!(s, 504);
-    let (ok, out) = operator(
-        &sim,
-        &aws,
-        &routes,
+    let (ok, out, err) = operator(
+        &env,
         &[
             "resolve",
             "--route",
@@ -283,7 +236,7 @@ async fn an_unknown_outcome_is_held_listed_and_resolved() {
             "--not-created",
         ],
     );
-    assert!(ok, "{out}");
+    assert!(ok, "{out}{err}");
     let (s, v, replayed) = post_keyed(&b.url, "payouts", &body, None).await;
     assert_eq!((s, replayed), (201, false), "{v}");
     assert_eq!(counter(&sim_state(&sim).await, "create"), 4);
@@ -294,7 +247,7 @@ async fn cancel_by_external_ids_cancels_the_right_payouts_and_reports_unknown_on
     let sim = panel_sim(&[]);
     let aws = aws("sim-password").await;
     let routes = temp_file("routes.yaml", TEST_ROUTES);
-    let b = bridge(&sim, &aws, &routes);
+    let b = bridge(&bridge_env(&sim.url, &aws, &routes, &[]));
     let mut ids = Vec::new();
     for ext in ["x-a", "x-b", "x-c"] {
         let (s, v, _) = post_keyed(&b.url, "payouts", &create_body(ext, "2.00"), None).await;
@@ -329,7 +282,6 @@ mod token_lease {
     use payout_bridge::app::token::{TokenManager, TokenSettings};
     use payout_bridge::ports::{SystemClock, TokenStore};
     use payout_bridge::store::dynamodb::DynamoTokenStore;
-    use std::collections::HashMap;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -338,10 +290,7 @@ mod token_lease {
         store: Arc<dyn TokenStore>,
         settings: TokenSettings,
     ) -> Arc<TokenManager> {
-        let secrets = Arc::new(MapSecrets(HashMap::from([(
-            "test:pw".to_string(),
-            "sim-password".to_string(),
-        )])));
+        let secrets = MapSecrets::of(&[("test:pw", SIM_PASSWORD)]);
         Arc::new(TokenManager::new(
             panel_client(&sim.url),
             store,
@@ -353,11 +302,7 @@ mod token_lease {
 
     async fn dynamo_tokens() -> Arc<dyn TokenStore> {
         let aws = aws("unused").await;
-        let sdk = payout_bridge::aws::sdk_config().await;
-        Arc::new(DynamoTokenStore::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            aws.table,
-        ))
+        Arc::new(DynamoTokenStore::new(aws.ddb, aws.table))
     }
 
     #[tokio::test]
@@ -424,9 +369,7 @@ mod deployed_routes {
 
     #[tokio::test]
     async fn the_embedded_routes_resolve_from_one_secret_read_once() {
-        let _ = aws("unused").await; // asserts the emulator is there
-        let sdk = payout_bridge::aws::sdk_config().await;
-        let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+        let sm = aws("unused").await.sm;
         // The secret infra/routes.yaml names; created once per emulator run.
         let value = serde_json::json!({
             "payroll": "whsec_cGF5b3V0LWJyaWRnZS1sb2NhbC10ZXN0LWtleSEh",

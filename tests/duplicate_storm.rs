@@ -22,12 +22,11 @@
 //! of `scripts/test.sh` (`AWS_ENDPOINT_URL`, region, test credentials): run it that way.
 
 mod common;
-mod support_faults;
 
+use common::*;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use support_faults::*;
 
 const EVENTS: usize = 250;
 const DELIVERIES: usize = 1_000;
@@ -90,9 +89,9 @@ fn event_id(run: &str, e: usize) -> String {
 async fn a_duplicate_storm_makes_exactly_one_payout_per_event() {
     shared_endpoint(); // fails clearly outside scripts/test.sh (region, credentials)
     let moto = Moto::start().await;
-    let sim = panel_sim();
-    let aws = Aws::new(&moto.proc.url).await;
-    let routes = temp_file("routes.yaml", ROUTES);
+    let sim = panel_sim(&[]);
+    let aws = Aws::new(&moto.proc.url, SIM_PASSWORD).await;
+    let routes = temp_file("routes.yaml", TEST_ROUTES);
     let env = bridge_env(&sim.url, &aws, &routes, &[]);
     let bridge = bridge(&env);
     let http = reqwest::Client::builder()

@@ -19,12 +19,11 @@
 //! run in parallel; the longest is the store outage, ~12 s).
 
 mod common;
-mod support_faults;
 
+use common::*;
 use payout_bridge::ports::DeliveryState;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support_faults::*;
 
 /// A panel simulator, a fresh table + secret, and a bridge process on them.
 struct Rig {
@@ -39,13 +38,13 @@ struct Rig {
 
 impl Rig {
     async fn new(extra: &[(&'static str, &str)]) -> Rig {
-        let sim = panel_sim();
-        let aws = Aws::shared().await;
+        let sim = panel_sim(&[]);
+        let aws = aws(SIM_PASSWORD).await;
         Rig::on(sim.url.clone(), Some(sim), aws, extra)
     }
 
     fn on(sim_url: String, sim: Option<Proc>, aws: Aws, extra: &[(&'static str, &str)]) -> Rig {
-        let routes = temp_file("routes.yaml", ROUTES);
+        let routes = temp_file("routes.yaml", TEST_ROUTES);
         let env = bridge_env(&sim_url, &aws, &routes, extra);
         let bridge = bridge(&env);
         Rig {
@@ -425,9 +424,9 @@ async fn out_of_funds_is_402_failed_and_each_redelivery_tries_again() {
 #[tokio::test]
 async fn an_unreachable_panel_is_503_with_retry_after_and_a_redelivery_pays_once() {
     // Fixed port, so that the simulator can come back where the bridge expects it.
-    let port = free_port();
-    let mut sim = panel_sim_on(port);
-    let aws = Aws::shared().await;
+    let port = free_port().to_string();
+    let mut sim = panel_sim(&["--port", &port]);
+    let aws = aws(SIM_PASSWORD).await;
     // The authenticate fails (500) on a cold bridge: nothing was sent for the payout.
     sim_post(
         &sim,
@@ -456,7 +455,7 @@ async fn an_unreachable_panel_is_503_with_retry_after_and_a_redelivery_pays_once
 
     // It comes back (empty, with new tokens): the failed delivery is tried afresh, the
     // completed one is still replayed from the record.
-    let sim = panel_sim_on(port);
+    let sim = panel_sim(&["--port", &port]);
     let a = r.create("panel-down", "3.00").await;
     a.assert_created(false);
     r.record_matches("panel-down", &a).await;
@@ -474,10 +473,10 @@ async fn an_unreachable_panel_is_503_with_retry_after_and_a_redelivery_pays_once
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_state_store_going_away_is_503_state_unavailable_and_nothing_reaches_the_panel() {
     let mut moto = Moto::start().await;
-    let aws = Aws::new(&moto.proc.url).await;
+    let aws = Aws::new(&moto.proc.url, SIM_PASSWORD).await;
     let mut switch = Switch::new(moto.addr()).await;
     let switch_url = switch.url();
-    let sim = panel_sim();
+    let sim = panel_sim(&[]);
     let r = Rig::on(
         sim.url.clone(),
         Some(sim),
@@ -590,12 +589,12 @@ async fn the_state_store_going_away_is_503_state_unavailable_and_nothing_reaches
 /// through the switch.
 async fn rig_behind_switch(extra: &[(&'static str, &str)]) -> (Moto, Switch, Rig) {
     let moto = Moto::start().await;
-    let aws = Aws::new(&moto.proc.url).await;
+    let aws = Aws::new(&moto.proc.url, SIM_PASSWORD).await;
     let switch = Switch::new(moto.addr()).await;
     let switch_url = switch.url();
     let mut env: Vec<(&'static str, &str)> = vec![("AWS_ENDPOINT_URL", switch_url.as_str())];
     env.extend_from_slice(extra);
-    let sim = panel_sim();
+    let sim = panel_sim(&[]);
     let r = Rig::on(sim.url.clone(), Some(sim), aws, &env);
     (moto, switch, r)
 }

@@ -1,7 +1,7 @@
 //! Secrets through the real AWS SDK against Secrets Manager on the moto emulator.
 //! Needs `AWS_ENDPOINT_URL` (run `scripts/test.sh`); without it the tests fail, never skip.
 
-mod support;
+mod common;
 
 use payout_bridge::ports::{SecretSource, StoreError};
 use payout_bridge::secrets::{
@@ -14,7 +14,7 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let conf = support::emulator_config().await;
+    let conf = common::emulator_config().await;
     Fixture {
         client: aws_sdk_secretsmanager::Client::new(&conf),
         resolver: SecretResolver::with_aws(&conf),
@@ -23,7 +23,7 @@ async fn fixture() -> Fixture {
 
 /// Creates a secret with a unique name; answers (name, ARN).
 async fn create(f: &Fixture, prefix: &str, value: &str) -> (String, String) {
-    let name = format!("payout-bridge/{}", support::unique_name(prefix));
+    let name = format!("payout-bridge/{prefix}-{}", common::unique());
     let out = f
         .client
         .create_secret()
@@ -152,7 +152,7 @@ async fn missing_and_malformed_secrets() {
 
 #[tokio::test]
 async fn resolver_dispatches_on_the_prefix() {
-    let conf = support::emulator_config().await;
+    let conf = common::emulator_config().await;
     let client = aws_sdk_secretsmanager::Client::new(&conf);
     let resolver = SecretResolver::from_parts(
         EnvSecrets::from_vars([("PANEL_PASSWORD", "from-env")]),

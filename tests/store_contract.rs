@@ -5,7 +5,7 @@
 //! Test names: `<case>::memory` and `<case>::dynamodb`. The DynamoDB tests need
 //! `AWS_ENDPOINT_URL` (run `scripts/test.sh`); without it they fail, never skip.
 
-mod support;
+mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,9 +40,9 @@ impl Stores {
     }
 
     async fn dynamodb() -> Self {
-        let conf = support::emulator_config().await;
+        let conf = common::emulator_config().await;
         let client = aws_sdk_dynamodb::Client::new(&conf);
-        let table = support::unique_name("bridge-test");
+        let table = format!("bridge-test-{}", common::unique());
         create_table(&client, &table).await.expect("create table");
         Stores {
             delivery: Arc::new(DynamoDeliveryStore::new(client.clone(), &table)),
@@ -217,7 +217,7 @@ fn existing(answer: Begin) -> DeliveryRecord {
 on_both!(begin_then_existing);
 async fn begin_then_existing(s: &Stores) {
     let store = St(&*s.delivery);
-    let t = support::now();
+    let t = common::now();
     let first = record("crm", "k1", "a1", t, t + 30);
     assert_eq!(store.get("crm", "k1", t).await.unwrap(), None);
     assert_eq!(store.begin(&first, t).await.unwrap(), Begin::Started);
@@ -288,7 +288,7 @@ async fn begin_then_existing(s: &Stores) {
 on_both!(takeover_of_failed);
 async fn takeover_of_failed(s: &Stores) {
     let store = St(&*s.delivery);
-    let t = support::now();
+    let t = common::now();
     let first = record("crm", "k", "a1", t, t + 30);
     assert_eq!(store.begin(&first, t).await.unwrap(), Begin::Started);
     assert!(store
@@ -318,7 +318,7 @@ async fn takeover_of_failed(s: &Stores) {
 on_both!(finish_conditional_on_attempt);
 async fn finish_conditional_on_attempt(s: &Stores) {
     let store = St(&*s.delivery);
-    let t = support::now();
+    let t = common::now();
     let rec = record("crm", "k", "a1", t, t + 30);
     assert_eq!(store.begin(&rec, t).await.unwrap(), Begin::Started);
 
@@ -400,7 +400,7 @@ async fn finish_conditional_on_attempt(s: &Stores) {
 on_both!(expire_in_progress_only_past_deadline);
 async fn expire_in_progress_only_past_deadline(s: &Stores) {
     let store = St(&*s.delivery);
-    let t = support::now();
+    let t = common::now();
     let rec = record("crm", "k", "a1", t, t + 30);
     assert_eq!(store.begin(&rec, t).await.unwrap(), Begin::Started);
     assert!(!store
@@ -454,7 +454,7 @@ async fn expire_in_progress_only_past_deadline(s: &Stores) {
 on_both!(resolve_only_unknown_or_stale);
 async fn resolve_only_unknown_or_stale(s: &Stores) {
     let store = St(&*s.delivery);
-    let t = support::now();
+    let t = common::now();
     let ok = completed(201, "{\"id\":9}");
 
     // Live IN_PROGRESS: not yet.
@@ -546,7 +546,7 @@ async fn resolve_only_unknown_or_stale(s: &Stores) {
 on_both!(pending_lists_what_needs_a_person);
 async fn pending_lists_what_needs_a_person(s: &Stores) {
     let store = St(&*s.delivery);
-    let t = support::now();
+    let t = common::now();
     assert_eq!(store.pending(t).await.unwrap(), vec![]);
     // created_at orders the answer.
     let live = record("crm", "live", "a", t, t + 100);
@@ -614,7 +614,7 @@ async fn pending_lists_what_needs_a_person(s: &Stores) {
 
 on_both!(concurrent_begins_one_started);
 async fn concurrent_begins_one_started(s: &Stores) {
-    let t = support::now();
+    let t = common::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..50 {
         let store = Arc::clone(&s.delivery);
@@ -649,7 +649,7 @@ async fn concurrent_begins_one_started(s: &Stores) {
 on_both!(expiry_applies_only_to_settled_records);
 async fn expiry_applies_only_to_settled_records(s: &Stores) {
     let store = St(&*s.delivery);
-    let t = support::now();
+    let t = common::now();
     // Day 8 (and later): an IN_PROGRESS record past its expiry is still there, untouchable by a
     // new begin, and still the owner's to finish.
     let mut rec = record("crm", "k", "a1", t, t + 30);
@@ -711,7 +711,7 @@ async fn expiry_applies_only_to_settled_records(s: &Stores) {
 on_both!(external_ids_name_one_record_across_routes);
 async fn external_ids_name_one_record_across_routes(s: &Stores) {
     let store = St(&*s.delivery);
-    let t = support::now();
+    let t = common::now();
     assert_eq!(store.creates(&[], t).await, vec![]);
     let mine = ext_record("payroll", "E-1", "a1", t);
     assert_eq!(store.begin(&mine, t).await.unwrap(), Begin::Started);
@@ -754,7 +754,7 @@ on_both!(cancellation_before_create);
 async fn cancellation_before_create(s: &Stores) {
     let d = &*s.delivery;
     let store = St(d);
-    let t = support::now();
+    let t = common::now();
     let keep = t + 7 * DAY;
     // Nothing known: recorded; a create that comes later meets the CANCELLED record.
     assert!(d.record_cancellation("void", "V-1", keep, t).await.unwrap());
@@ -831,7 +831,7 @@ async fn cancellation_before_create(s: &Stores) {
 
 on_both!(concurrent_create_and_cancel_one_wins);
 async fn concurrent_create_and_cancel_one_wins(s: &Stores) {
-    let t = support::now();
+    let t = common::now();
     for i in 0..10 {
         let ext = format!("race-{i}");
         let (a, b) = (Arc::clone(&s.delivery), Arc::clone(&s.delivery));
@@ -853,7 +853,7 @@ async fn concurrent_create_and_cancel_one_wins(s: &Stores) {
 
 on_both!(concurrent_finish_and_expire_one_wins);
 async fn concurrent_finish_and_expire_one_wins(s: &Stores) {
-    let t = support::now();
+    let t = common::now();
     for i in 0..10u64 {
         let ext = format!("R{i}");
         let rec = ext_record("crm", &ext, "a1", t);
@@ -887,7 +887,7 @@ async fn concurrent_finish_and_expire_one_wins(s: &Stores) {
 on_both!(token_save_load_invalidate);
 async fn token_save_load_invalidate(s: &Stores) {
     let store = &*s.token;
-    let t = support::now();
+    let t = common::now();
     assert_eq!(store.load().await.unwrap(), None);
     store.invalidate(&Secret::new("none")).await.unwrap();
     let old = CachedToken {
@@ -919,7 +919,7 @@ async fn token_save_load_invalidate(s: &Stores) {
 on_both!(lease_exclusive_and_retakeable);
 async fn lease_exclusive_and_retakeable(s: &Stores) {
     let store = &*s.token;
-    let t = support::now();
+    let t = common::now();
     assert!(store.try_lease("a", t, 30).await.unwrap());
     assert!(!store.try_lease("b", t + 1, 30).await.unwrap());
     // The holder may take it again; that extends it (to t+32).
@@ -940,7 +940,7 @@ async fn lease_exclusive_and_retakeable(s: &Stores) {
 
 on_both!(concurrent_leases_one_holder);
 async fn concurrent_leases_one_holder(s: &Stores) {
-    let t = support::now();
+    let t = common::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..20 {
         let store = Arc::clone(&s.token);
@@ -983,10 +983,10 @@ async fn dynamodb_create_table_is_idempotent() {
 
 #[tokio::test]
 async fn dynamodb_missing_table_is_not_found() {
-    let conf = support::emulator_config().await;
+    let conf = common::emulator_config().await;
     let client = aws_sdk_dynamodb::Client::new(&conf);
     let store = DynamoDeliveryStore::new(client.clone(), "no-such-table-here");
-    let t = support::now();
+    let t = common::now();
     match store.get(id("crm", "k"), t).await {
         Err(StoreError::NotFound(msg)) => {
             assert!(msg.contains("ResourceNotFoundException"), "{msg}")
@@ -1004,14 +1004,14 @@ async fn dynamodb_unreachable_is_unavailable_and_bounded() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let base = support::emulator_config().await;
+    let base = common::emulator_config().await;
     // Service-level endpoint: beats AWS_ENDPOINT_URL from the environment.
     let conf = aws_sdk_dynamodb::config::Builder::from(&base)
         .endpoint_url(format!("http://127.0.0.1:{port}"))
         .build();
     let store = DynamoDeliveryStore::new(aws_sdk_dynamodb::Client::from_conf(conf), "t");
     let started = Instant::now();
-    let result = store.get(id("crm", "k"), support::now()).await;
+    let result = store.get(id("crm", "k"), common::now()).await;
     assert!(
         matches!(result, Err(StoreError::Unavailable(_))),
         "{result:?}"
@@ -1036,7 +1036,7 @@ async fn dynamodb_malformed_item_is_corrupt() {
         .send()
         .await
         .unwrap();
-    let t = support::now();
+    let t = common::now();
     assert!(matches!(
         s.delivery.get(id("crm", "bad"), t).await,
         Err(StoreError::Corrupt(_))
@@ -1049,7 +1049,7 @@ async fn dynamodb_creates_by_external_id_beyond_one_batch_and_legacy_links() {
     use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
     let s = Stores::dynamodb().await;
     let (client, table) = s.dynamo.clone().unwrap();
-    let t = support::now();
+    let t = common::now();
     // 230 `EXTERNAL#` link items as versions before this one wrote them (BatchWriteItem, 25 a
     // call): more than two BatchGetItem calls' worth (100 keys each), read as completed creates.
     let mut expected = Vec::new();

@@ -1,11 +1,14 @@
-//! Helpers shared by the benchmark programs under `examples/` (loadgen, coldstart, roundtrips):
-//! percentiles, the local secrets of `scripts/make_events.py`, Standard Webhooks signing, and
-//! the moto set-up (table and secrets). Not an example itself (cargo only builds
-//! `examples/*.rs` and `examples/*/main.rs`).
+//! Helpers shared by the benchmark programs under `examples/` (loadgen, coldstart, roundtrips)
+//! and `benches/bridge.rs` (as `#[path]` module): percentiles, the local secrets of
+//! `scripts/make_events.py`, the example bodies, Standard Webhooks signing, and the moto set-up
+//! (table and secrets). Not an example itself (cargo only builds `examples/*.rs` and
+//! `examples/*/main.rs`). The service itself is never assembled here: the programs use
+//! `payout_bridge::service::ServiceBuilder`, or run the `payout-bridge` binary.
 #![allow(dead_code)]
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
 use sha2::Sha256;
 use std::time::Duration;
 
@@ -43,6 +46,38 @@ pub fn route_secrets_json() -> String {
         "payouts": local_secret("PAYOUTS_KEY"),
     })
     .to_string()
+}
+
+/// `events/bodies/canonical-create.json` (the canonical create of the `payouts` route) with its
+/// own externalId and amount.
+pub fn canonical_create(external_id: &str, amount: &str) -> Value {
+    let mut body: Value = serde_json::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/events/bodies/canonical-create.json"
+    )))
+    .expect("events/bodies/canonical-create.json is JSON");
+    body["externalId"] = json!(external_id);
+    body["amount"] = json!(amount);
+    body
+}
+
+/// An approved pay run of `slips` payslips of `net` each (the shape of
+/// `events/bodies/payroll-payrun.json`), payslip ids `{run}-{i}`: one create per payslip on the
+/// `payroll` route.
+pub fn payroll_payrun(run: &str, slips: usize, net: &str) -> Value {
+    let payslips: Vec<Value> = (0..slips)
+        .map(|i| {
+            json!({"id": format!("{run}-{i}"), "net": net, "employee": {
+                "id": format!("E-{i}"), "firstName": "Ada", "lastName": "Lovelace",
+                "email": "ada@example.com"}})
+        })
+        .collect();
+    json!({
+        "type": "payrun.approved",
+        "timestamp": "2026-11-27T16:00:00Z",
+        "data": {"payRunId": format!("PR-{run}"), "employer": "Acme Ltd", "currency": "GBP",
+                 "payDate": "2030-01-01", "payslips": payslips}
+    })
 }
 
 /// Standard Webhooks headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`) for
@@ -109,11 +144,11 @@ pub async fn moto_setup(
         "AWS_ENDPOINT_URL is not set: point it at a moto server (scripts/bench-*.sh do)"
     );
     let sdk = payout_bridge::aws::sdk_config().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let ddb = payout_bridge::aws::dynamodb_client(&sdk);
     payout_bridge::store::create_table(&ddb, table)
         .await
         .map_err(|e| anyhow::anyhow!("create table {table}: {e}"))?;
-    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let sm = payout_bridge::aws::secretsmanager_client(&sdk);
     for (name, value) in [
         (PASSWORD_SECRET, panel_password.to_string()),
         (ROUTE_SECRETS, route_secrets_json()),
