@@ -11,7 +11,8 @@
 //! - [`store`], [`secrets`], [`aws`]: memory and DynamoDB / Secrets Manager adapters;
 //! - [`http`]: the one axum router; [`lambda`]: the Lambda entry; [`wiring`]: adapters chosen
 //!   from the environment (the command line itself lives in the binary, `src/cli/`);
-//! - [`sim`]: the panel simulator; [`config`]: environment and routes file.
+//! - `sim`: the panel simulator (cargo feature `sim`, on by default, off in the Lambda build);
+//!   [`config`]: environment and routes file.
 
 pub mod app;
 pub mod aws;
@@ -25,6 +26,7 @@ pub mod mapping;
 pub mod panel;
 pub mod ports;
 pub mod secrets;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
 pub mod telemetry;
