@@ -15,9 +15,9 @@
 #
 # Tools: sam and cargo-lambda (with zig, its arm64 linker) from scripts/install-tools.sh, in
 # .venv/tools. On its first arm64 build cargo-lambda adds the aarch64-unknown-linux-gnu rust-std
-# through rustup. Time on 2 shared cores: about 5-10 min cold (a release build of every crate, thin
-# LTO); after that, seconds when nothing changed and a minute or two when src/ did (the crate
-# itself is rebuilt, with LTO).
+# through rustup. Time measured on 2 cores shared with other builds: 12-16 min cold (a release
+# build of every crate, thin LTO; about 8 min of CPU); 4-5 s when nothing changed; 3-5 min when
+# src/ or Cargo.toml did (the crate itself is rebuilt, with LTO).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

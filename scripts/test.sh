@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The test command of payout-bridge: formatting, lints, the template checks, a real `sam build`
-# of the Lambda function (scripts/check-sam-build.sh: about 5-10 min cold, seconds to a couple of
-# minutes afterwards), and every test, the AWS ones against a local moto server (DynamoDB and
-# Secrets Manager emulator) through the real AWS SDK.
+# of the Lambda function (scripts/check-sam-build.sh: 12-16 min cold on 2 shared cores, seconds
+# to a few minutes afterwards), and every test, the AWS ones against a local moto server
+# (DynamoDB and Secrets Manager emulator) through the real AWS SDK.
 # Runs on a fresh machine without docker; needs python3 (with venv) and network access to PyPI
-# the first time (and rustup, which cargo-lambda uses to add the aarch64 rust-std once). Extra arguments go to `cargo test`, e.g. `scripts/test.sh store_contract`.
+# the first time (and rustup, which cargo-lambda uses once to add the aarch64 rust-std).
+# Extra arguments go to `cargo test`, e.g. `scripts/test.sh store_contract`.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
