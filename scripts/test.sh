@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The test command of payout-bridge: formatting, lints, and every test, the AWS ones against a
-# local moto server (DynamoDB and Secrets Manager emulator) through the real AWS SDK.
+# The test command of payout-bridge: formatting, lints, the template checks, a real `sam build`
+# of the Lambda function (scripts/check-sam-build.sh: 12-16 min cold on 2 shared cores, seconds
+# to a few minutes afterwards), and every test, the AWS ones against a local moto server
+# (DynamoDB and Secrets Manager emulator) through the real AWS SDK.
 # Runs on a fresh machine without docker; needs python3 (with venv) and network access to PyPI
-# the first time. Extra arguments go to `cargo test`, e.g. `scripts/test.sh store_contract`.
+# the first time (and rustup, which cargo-lambda uses once to add the aarch64 rust-std).
+# Extra arguments go to `cargo test`, e.g. `scripts/test.sh store_contract`.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -80,6 +83,8 @@ echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 echo "==> deployment checks: cfn-lint, sam validate --lint, checkov (scripts/check-template.sh)"
 scripts/check-template.sh
+echo "==> deployment build: a real sam build, arm64 bootstrap, no simulator (scripts/check-sam-build.sh)"
+scripts/check-sam-build.sh
 echo "==> cargo test $*"
 TEST_LOG="$ROOT/.tmp/cargo-test.log"
 cargo test "$@" 2>&1 | tee "$TEST_LOG"

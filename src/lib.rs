@@ -13,7 +13,8 @@
 //! - [`http`]: the one axum router; [`lambda`]: the Lambda entry;
 //! - [`service`]: the one place that assembles the bridge (a builder with in-memory defaults),
 //!   and the adapters chosen from the environment (the command line lives in `src/cli/`);
-//! - [`sim`]: the panel simulator; [`config`]: environment and routes file.
+//! - `sim`: the panel simulator (cargo feature `sim`, on by default, off in the Lambda build);
+//!   [`config`]: environment and routes file.
 
 pub mod app;
 pub mod aws;
@@ -28,6 +29,7 @@ pub mod panel;
 pub mod ports;
 pub mod secrets;
 pub mod service;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
 pub mod telemetry;

@@ -1,6 +1,7 @@
 //! The `payout-bridge` command line: `serve`, the Lambda entry, operator commands, and the
 //! tools for building routes (`check-config`, `map`).
 
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod operator;
 pub mod run;
@@ -20,7 +21,8 @@ pub struct Cli {
 pub enum Cmd {
     /// Serve the webhook routes over HTTP on PORT (default 3000).
     Serve {
-        /// Run with a built-in simulated panel, in-memory stores and demo routes.
+        /// Run with a built-in simulated panel, in-memory stores and demo routes (needs the `sim`
+        /// feature, on by default; the Lambda build has no simulator).
         #[arg(long)]
         demo: bool,
         /// Port to listen on (overrides PORT).
@@ -106,7 +108,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             demo: true,
             port,
             host,
-        }) => demo::run(port, &host).await,
+        }) => serve_demo(port, &host).await,
         Some(Cmd::Serve {
             demo: false,
             port,
@@ -129,4 +131,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             not_created,
         }) => operator::resolve(&route, &key, payout_id, not_created).await,
     }
+}
+
+/// `serve --demo`: the simulated panel in-process (`demo`).
+#[cfg(feature = "sim")]
+async fn serve_demo(port: Option<u16>, host: &str) -> anyhow::Result<()> {
+    demo::run(port, host).await
+}
+
+/// `serve --demo` in a build without the simulator (the Lambda build): a clear refusal.
+#[cfg(not(feature = "sim"))]
+async fn serve_demo(_port: Option<u16>, _host: &str) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "this build has no panel simulator, so `serve --demo` is not available: it was built \
+         without the `sim` feature (as the Lambda build is). Build with default features, \
+         e.g. `cargo run -- serve --demo`, or run `serve` against a panel (PANEL_URL)"
+    )
 }
