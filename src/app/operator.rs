@@ -164,6 +164,7 @@ pub struct QueueOperator {
     queue: Arc<dyn Queue>,
     deliveries: Option<Arc<dyn DeliveryStore>>,
     clock: Arc<dyn Clock>,
+    poll_wait: Duration,
 }
 
 /// How long a listed message stays hidden from other readers while the listing runs.
@@ -179,7 +180,15 @@ impl QueueOperator {
             queue,
             deliveries,
             clock,
+            poll_wait: Duration::from_secs(1),
         }
+    }
+
+    /// How long each receive of a listing waits for messages (default 1 s: SQS's short polls
+    /// sample only some of its servers; zero on an emulator that answers everything at once).
+    pub fn with_poll_wait(mut self, wait: Duration) -> Self {
+        self.poll_wait = wait;
+        self
     }
 
     /// Receives every message of the dead-letter queue once (each hidden while the listing
@@ -198,7 +207,7 @@ impl QueueOperator {
                 .receive(
                     QueueName::DeadLetters,
                     10,
-                    Duration::from_secs(1),
+                    self.poll_wait,
                     Some(LIST_VISIBILITY_SECS),
                 )
                 .await?;

@@ -39,7 +39,8 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// The first retry's delay (`BRIDGE_RETRY_BASE_SECS`), doubling, at most 15 minutes.
     pub retry_base_secs: u32,
-    /// The long poll of `run` (SQS waits at most 20 s).
+    /// The long poll of `run` (SQS waits at most 20 s; zero = short polls, 200 ms apart when
+    /// the queue is empty).
     pub poll_wait: Duration,
 }
 
@@ -281,6 +282,15 @@ impl Worker {
                     continue;
                 }
             };
+            if messages.is_empty() && self.settings.poll_wait.is_zero() {
+                // Short polls (tests on a serialized emulator): do not spin.
+                drop(first);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {},
+                    _ = &mut stop => break,
+                }
+                continue;
+            }
             let mut first = Some(first);
             for msg in messages {
                 let permit = match first.take() {
