@@ -57,12 +57,25 @@ pub fn sqs_messages(event: SqsEvent) -> Vec<QueueMessage> {
         .collect()
 }
 
-/// The worker's answer to an SQS batch: the ids of the messages to retry.
-pub async fn handle_sqs(worker: &Worker, event: SqsEvent) -> SqsBatchResponse {
-    let failed = worker.handle_batch(sqs_messages(event)).await;
+/// The worker's answer to an SQS batch: the ids of the messages to retry. `deadline` is the
+/// invocation's (no message starts without time for its panel call).
+pub async fn handle_sqs(
+    worker: &Worker,
+    event: SqsEvent,
+    deadline: Option<std::time::Instant>,
+) -> SqsBatchResponse {
+    let failed = worker.handle_batch(sqs_messages(event), deadline).await;
     let mut response = SqsBatchResponse::default();
     response.set_failures(failed);
     response
+}
+
+/// The invocation's deadline as an `Instant`.
+fn deadline_of(context: &lambda_http::Context) -> Option<std::time::Instant> {
+    let deadline_ms = i64::try_from(context.deadline).ok()?;
+    let left = u64::try_from(deadline_ms.saturating_sub(chrono::Utc::now().timestamp_millis()))
+        .unwrap_or(0);
+    Some(std::time::Instant::now() + std::time::Duration::from_millis(left))
 }
 
 /// Runs the function until the runtime stops it. `worker` is the queue worker (present when the
@@ -84,7 +97,7 @@ pub async fn run(
                     ));
                 };
                 let sqs: SqsEvent = serde_json::from_str(payload.get())?;
-                let response = handle_sqs(&worker, sqs).await;
+                let response = handle_sqs(&worker, sqs, deadline_of(&context)).await;
                 return Ok(serde_json::to_value(response)?);
             }
             let request: LambdaRequest = serde_json::from_str(payload.get())?;

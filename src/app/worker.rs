@@ -208,9 +208,26 @@ impl Worker {
     /// Lambda's SQS batch: handles every message (up to `concurrency` at once), brings each
     /// retryable one back after its backoff, and answers the ids of those, for
     /// `ReportBatchItemFailures` (Lambda deletes the others).
-    pub async fn handle_batch(&self, messages: Vec<QueueMessage>) -> Vec<String> {
+    ///
+    /// A message starts only while the invocation has time for a panel call (the synchronous
+    /// batch rule, `domain::delivery::may_start_item`); the others go straight back.
+    pub async fn handle_batch(
+        &self,
+        messages: Vec<QueueMessage>,
+        deadline: Option<std::time::Instant>,
+    ) -> Vec<String> {
+        let panel_timeout_ms = self.bridge.limits().panel_request_timeout_ms;
         let handled: Vec<Option<String>> =
             futures_util::stream::iter(messages.into_iter().map(|msg| async move {
+                let remaining_ms = deadline.map(|at| {
+                    at.saturating_duration_since(std::time::Instant::now())
+                        .as_millis() as i64
+                });
+                if !crate::domain::delivery::may_start_item(remaining_ms, panel_timeout_ms) {
+                    tracing::info!(message_id = %short(&msg.id, 80), "not started: the invocation's time is nearly up");
+                    self.retry_later(&msg, 0).await;
+                    return Some(msg.id);
+                }
                 match self.handle(&msg).await {
                     Handled::Delete => None,
                     Handled::RetryIn(secs) => {
