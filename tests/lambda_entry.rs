@@ -239,3 +239,28 @@ routes:
     let state = sim_state(&sim).await;
     assert_eq!(payouts(&state).len(), 1, "{state}");
 }
+
+#[test]
+fn a_queued_route_without_a_queue_stops_the_init_with_a_clear_message() {
+    let routes = temp_file(
+        "routes.yaml",
+        "routes:\n  - name: qpay\n    action: create\n    mode: queued\n    auth: { scheme: none }\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_payout-bridge"))
+        .envs(RUNTIME_ENV.iter().copied())
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env("PANEL_URL", "http://127.0.0.1:9")
+        .env("BRIDGE_CONFIG", &routes)
+        .env("BRIDGE_TABLE", "payout-bridge")
+        .env("PANEL_PASSWORD_SECRET_ID", "panel-password")
+        .env_remove("BRIDGE_QUEUE_URL")
+        .env_remove("BRIDGE_LOCAL_STATE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("BRIDGE_QUEUE_URL is not set") && err.contains("qpay"),
+        "{err}"
+    );
+}
