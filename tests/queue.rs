@@ -793,3 +793,49 @@ async fn the_worker_keeps_the_rate_ceiling_with_no_burst() {
     // 17 calls at 5 per second take at least 3 seconds.
     assert!(started.elapsed() >= Duration::from_secs(3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_pay_run_queues_what_is_new_and_answers_the_rest_at_once() {
+    let sim = sim().await;
+    let (notify_url, _got, _receiver) = receiver().await;
+    let queue = Arc::new(MemoryQueue::new(5, Duration::from_secs(30)));
+    let secrets: Arc<dyn SecretSource> = Arc::new(MapSecrets(HashMap::from([
+        ("env:PAYOUTS_KEY".to_string(), TEST_KEY.to_string()),
+        ("env:NOTIFY_SECRET".to_string(), NOTIFY_SECRET.to_string()),
+        (
+            "test:panel-password".to_string(),
+            "sim-password".to_string(),
+        ),
+    ])));
+    let bridge = Arc::new(
+        ServiceBuilder::new(settings(&[]))
+            .routes_yaml(&routes(&notify_url), "mixed routes")
+            .unwrap()
+            .panel(panel_client(&sim.url))
+            .secrets(secrets)
+            .password_ref("test:panel-password")
+            .queue(queue.clone())
+            .build()
+            .await
+            .unwrap(),
+    );
+    let b = serve(bridge).await;
+    // mix-1 was paid through the synchronous route: an externalId names one payout.
+    let resp = post_hook(&b.url, "payouts", &create_body("mix-1", "10.00")).await;
+    assert_eq!(resp.status().as_u16(), 201);
+    let resp = post_hook(&b.url, "payrun", &payrun(&["mix-1", "mix-2"])).await;
+    assert_eq!(resp.status().as_u16(), 202);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v["queued"],
+        json!([{"index": 1, "externalId": "mix-2", "key": "ext:mix-2"}]),
+        "{v}"
+    );
+    assert_eq!(v["results"][0]["index"], 0, "{v}");
+    assert_eq!(v["results"][0]["status"], 422, "{v}");
+    assert_eq!(
+        v["results"][0]["error"]["type"], "IDEMPOTENCY_KEY_REUSED",
+        "{v}"
+    );
+    assert_eq!(queue.depth(), (1, 0), "only mix-2 is on the queue");
+}

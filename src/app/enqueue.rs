@@ -128,11 +128,28 @@ impl Bridge {
             let body: Vec<Value> = results.into_iter().map(|(_, v)| v).collect();
             return Reply::json(status, json!({ "results": body }));
         }
+        // 202 only when every item is queued or final (the synchronous batch rule): an item that
+        // asks for a retry (409, 503) makes the answer that retry, and sending the whole
+        // delivery again is safe (the queued items answer 202 again).
+        let statuses: Vec<u16> = results.iter().map(|(s, _)| *s).collect();
+        let status = match crate::domain::delivery::batch_status(&statuses) {
+            200 => 202,
+            retry => retry,
+        };
         let mut body = json!({ "queued": queued });
         if !results.is_empty() {
             body["results"] = Value::Array(results.into_iter().map(|(_, v)| v).collect());
         }
-        Reply::json(202, body)
+        let mut reply = Reply::json(status, body);
+        let retry_after = match status {
+            503 => ErrorKind::StateUnavailable.retry_after(),
+            409 => ErrorKind::RequestInProgress.retry_after(),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            reply.headers.push(("retry-after", secs.to_string()));
+        }
+        reply
     }
 
     /// One command: its QUEUED record written (ours to queue), or the record that was there
@@ -188,8 +205,12 @@ impl Bridge {
         };
         Ok(match accept(decide(Some(&existing), &incoming, now)) {
             Accept::AlreadyQueued => Accepted::AlreadyQueued,
-            // Became startable between the write and the read: the sender's retry queues it.
-            Accept::Enqueue => Accepted::AlreadyQueued,
+            // Became startable between the write and the read (409): the sender's retry
+            // queues it.
+            Accept::Enqueue => Accepted::Answered(
+                self.carry_out(route, &existing, crate::domain::delivery::Decision::Start)
+                    .await,
+            ),
             Accept::Answer(decision) => {
                 Accepted::Answered(self.carry_out(route, &existing, decision).await)
             }
