@@ -34,14 +34,19 @@ pub async fn check_config(file: Option<PathBuf>) -> anyhow::Result<()> {
     println!("ok: {} route(s)", routes.routes.len());
     for r in &routes.routes {
         println!(
-            "  POST /hooks/{:<20} {:<7} auth {:<18} map {}",
+            "  POST /hooks/{:<20} {:<7} auth {:<18} map {:<6} {}",
             r.name,
             r.action.as_str(),
             r.auth.scheme_name(),
             r.map
                 .as_deref()
                 .map(|m| if m.trim() == "." { "." } else { "filter" })
-                .unwrap_or(".")
+                .unwrap_or("."),
+            match (r.mode, &r.notify) {
+                (payout_bridge::domain::queue::RouteMode::Sync, _) => "sync".to_string(),
+                (_, None) => "queued".to_string(),
+                (_, Some(n)) => format!("queued, notify {}", n.url),
+            }
         );
     }
     Ok(())
