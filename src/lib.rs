@@ -10,6 +10,8 @@
 //! - [`mapping`]: jq filters from a sender's payload to commands;
 //! - [`panel`]: the panel's HTTP client and outcome classification;
 //! - [`store`], [`secrets`], [`aws`]: memory and DynamoDB / Secrets Manager adapters;
+//! - [`queue`]: the queue of queued routes (SQS, or in memory); [`notify`]: signed result
+//!   notifications (Standard Webhooks);
 //! - [`http`]: the one axum router; [`lambda`]: the Lambda entry;
 //! - [`service`]: the one place that assembles the bridge (a builder with in-memory defaults),
 //!   and the adapters chosen from the environment (the command line lives in `src/cli/`);
@@ -25,8 +27,10 @@ pub mod http;
 pub mod inbound;
 pub mod lambda;
 pub mod mapping;
+pub mod notify;
 pub mod panel;
 pub mod ports;
+pub mod queue;
 pub mod secrets;
 pub mod service;
 #[cfg(feature = "sim")]

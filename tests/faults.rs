@@ -131,6 +131,7 @@ impl Rig {
                     panic!("{ext} left in progress: {record:?}")
                 }
                 DeliveryState::Cancelled => panic!("{ext} cancelled, never sent: {record:?}"),
+                DeliveryState::Queued { .. } => panic!("{ext} queued on a sync route: {record:?}"),
             }
         }
     }

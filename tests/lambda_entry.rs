@@ -156,3 +156,111 @@ fn a_missing_table_or_secret_stops_the_init_with_a_clear_message() {
     let err = init_error(&[("BRIDGE_TABLE", "payout-bridge"), ("PANEL_PASSWORD", "x")]);
     assert!(err.contains("PANEL_PASSWORD_SECRET_ID is not set"), "{err}");
 }
+
+/// An SQS event in the shape Lambda's event source mapping delivers it.
+fn sqs_event(records: &[(&str, &str)]) -> String {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|(id, body)| {
+            serde_json::json!({
+                "messageId": id,
+                "receiptHandle": format!("handle-{id}"),
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1767225600000",
+                    "SenderId": "AIDAEXAMPLE",
+                    "ApproximateFirstReceiveTimestamp": "1767225600001"
+                },
+                "messageAttributes": {},
+                "md5OfBody": "0",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:payout-bridge-queue",
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    serde_json::json!({ "Records": records }).to_string()
+}
+
+#[tokio::test]
+async fn an_sqs_event_is_worked_and_answers_the_failed_message_ids() {
+    use payout_bridge::domain::delivery::ItemKey;
+    use payout_bridge::domain::queue::QueuedCommand;
+    use payout_bridge::domain::{Action, Command as PayoutCommand};
+    let sim = panel_sim(&[]);
+    let routes = temp_file(
+        "routes.yaml",
+        r#"
+routes:
+  - name: qpay
+    action: create
+    mode: queued
+    auth: { scheme: api-key, secrets: [env:PAYOUTS_KEY] }
+"#,
+    );
+    let cmd = PayoutCommand::from_json(Action::Create, &create_body("sqs-1", "3.00")).unwrap();
+    let good = QueuedCommand::new("qpay", 0, &ItemKey::external("sqs-1"), &cmd).to_body();
+    let event = sqs_event(&[("msg-good", &good), ("msg-bad", "not a queued command")]);
+    let (runtime_api, mut responses) = start_stub(event).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_payout-bridge"))
+        .envs(RUNTIME_ENV.iter().copied())
+        .env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
+        .env("BRIDGE_LOCAL_STATE", "memory")
+        .env("PANEL_URL", &sim.url)
+        .env("PANEL_PASSWORD", "sim-password")
+        .env("BRIDGE_CONFIG", &routes)
+        .env("PAYOUTS_KEY", "local-payouts-key")
+        .env_remove("BRIDGE_TABLE")
+        .env_remove("BRIDGE_QUEUE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(30), responses.recv()).await;
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let (id, response) = answer
+        .unwrap_or_else(|_| {
+            panic!(
+                "no answer; stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+        .unwrap();
+    assert_eq!(id, "req-1");
+    // Only the message that could not run is reported, for SQS to bring back.
+    assert_eq!(
+        response,
+        serde_json::json!({"batchItemFailures": [{"itemIdentifier": "msg-bad"}]}),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let state = sim_state(&sim).await;
+    assert_eq!(payouts(&state).len(), 1, "{state}");
+}
+
+#[test]
+fn a_queued_route_without_a_queue_stops_the_init_with_a_clear_message() {
+    let routes = temp_file(
+        "routes.yaml",
+        "routes:\n  - name: qpay\n    action: create\n    mode: queued\n    auth: { scheme: none }\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_payout-bridge"))
+        .envs(RUNTIME_ENV.iter().copied())
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env("PANEL_URL", "http://127.0.0.1:9")
+        .env("BRIDGE_CONFIG", &routes)
+        .env("BRIDGE_TABLE", "payout-bridge")
+        .env("PANEL_PASSWORD_SECRET_ID", "panel-password")
+        .env_remove("BRIDGE_QUEUE_URL")
+        .env_remove("BRIDGE_LOCAL_STATE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("BRIDGE_QUEUE_URL is not set") && err.contains("qpay"),
+        "{err}"
+    );
+}

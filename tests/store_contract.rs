@@ -285,6 +285,116 @@ async fn begin_then_existing(s: &Stores) {
     assert_eq!(store.begin(&other_route, t).await.unwrap(), Begin::Started);
 }
 
+on_both!(queued_marker_claimed_only_by_its_worker);
+async fn queued_marker_claimed_only_by_its_worker(s: &Stores) {
+    let store = St(&*s.delivery);
+    let t = common::now();
+    let queued = |attempt: &str, deadline: i64| DeliveryRecord {
+        state: DeliveryState::Queued { deadline },
+        ..record("payrun", "ext:q-1", attempt, t, t + 30)
+    };
+    // A queued route writes the marker; a redelivery meets it and changes nothing.
+    let marker = queued("q1", t + 100);
+    assert_eq!(store.begin(&marker, t).await.unwrap(), Begin::Started);
+    assert_eq!(
+        existing(store.begin(&queued("q2", t + 101), t).await.unwrap()),
+        marker
+    );
+    assert!(
+        store.pending(t + 200).await.unwrap().is_empty(),
+        "QUEUED needs no person"
+    );
+
+    // Another payload, or another route, cannot claim it.
+    let mut other = record("payrun", "ext:q-1", "w0", t + 1, t + 31);
+    other.fingerprint = "other".into();
+    assert_eq!(existing(store.begin(&other, t + 1).await.unwrap()), marker);
+    // The worker (IN_PROGRESS, same route and payload) claims it, then settles it.
+    let running = record("payrun", "ext:q-1", "w1", t + 1, t + 31);
+    assert_eq!(store.begin(&running, t + 1).await.unwrap(), Begin::Started);
+    assert_eq!(
+        store.get("payrun", "ext:q-1", t + 1).await.unwrap(),
+        Some(running.clone())
+    );
+    let again = record("payrun", "ext:q-1", "w2", t + 2, t + 32);
+    assert_eq!(
+        existing(store.begin(&again, t + 2).await.unwrap()).attempt,
+        "w1",
+        "a second worker meets the running one"
+    );
+    assert!(store
+        .finish(
+            "payrun",
+            "ext:q-1",
+            "w1",
+            &completed(201, "{}"),
+            Some(7),
+            t + 3
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        existing(store.begin(&queued("q3", t + 104), t + 4).await.unwrap()).state,
+        completed(201, "{}")
+    );
+
+    // A marker whose message could not be sent is released by its own attempt (FAILED).
+    let lost = DeliveryRecord {
+        key: "ext:q-2".into(),
+        fingerprint: "fp-ext:q-2".into(),
+        ..queued("q4", t + 100)
+    };
+    assert_eq!(store.begin(&lost, t).await.unwrap(), Begin::Started);
+    assert!(!store
+        .finish(
+            "payrun",
+            "ext:q-2",
+            "nobody",
+            &failed(503, "{}"),
+            None,
+            t + 1
+        )
+        .await
+        .unwrap());
+    assert!(store
+        .finish("payrun", "ext:q-2", "q4", &failed(503, "{}"), None, t + 1)
+        .await
+        .unwrap());
+    let requeued = DeliveryRecord {
+        key: "ext:q-2".into(),
+        fingerprint: "fp-ext:q-2".into(),
+        ..queued("q5", t + 102)
+    };
+    assert_eq!(store.begin(&requeued, t + 2).await.unwrap(), Begin::Started);
+
+    // Past its deadline (the queue's retention) a marker is startable again.
+    let stale = DeliveryRecord {
+        key: "ext:q-3".into(),
+        fingerprint: "fp-ext:q-3".into(),
+        ..queued("q6", t + 10)
+    };
+    assert_eq!(store.begin(&stale, t).await.unwrap(), Begin::Started);
+    let fresh = DeliveryRecord {
+        key: "ext:q-3".into(),
+        fingerprint: "fp-ext:q-3".into(),
+        ..queued("q7", t + 200)
+    };
+    assert_eq!(
+        existing(store.begin(&fresh, t + 10).await.unwrap()).attempt,
+        "q6"
+    );
+    assert_eq!(store.begin(&fresh, t + 11).await.unwrap(), Begin::Started);
+    assert_eq!(
+        store
+            .get("payrun", "ext:q-3", t + 11)
+            .await
+            .unwrap()
+            .unwrap()
+            .attempt,
+        "q7"
+    );
+}
+
 on_both!(takeover_of_failed);
 async fn takeover_of_failed(s: &Stores) {
     let store = St(&*s.delivery);

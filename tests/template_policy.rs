@@ -1,9 +1,15 @@
 //! The SAM template (`template.yaml`) against the code, with no network and no AWS:
 //!
-//! - the DynamoDB and Secrets Manager actions granted to the function's role are exactly the
-//!   operations the code calls on the request path (found by scanning `src/store/dynamodb/` and
-//!   `src/secrets/` for SDK calls), with `TransactWriteItems` mapped to the item actions IAM
-//!   checks for it (one per kind of item in the transaction);
+//! - the DynamoDB and Secrets Manager actions granted to each function's role (the HTTP function
+//!   and the queue worker) are exactly the operations the code calls on the request path (found
+//!   by scanning `src/store/dynamodb/` and `src/secrets/` for SDK calls), with
+//!   `TransactWriteItems` mapped to the item actions IAM checks for it (one per kind of item in
+//!   the transaction);
+//! - the SQS actions of each role are exactly the calls of `src/queue/sqs.rs` on its path: the
+//!   HTTP function sends, the worker receives / deletes / changes visibility (plus
+//!   GetQueueAttributes, which the event source mapping needs), the operator's policy has the
+//!   rest (the dead-letter queue and the message-move task); the queue, its dead-letter queue
+//!   and the worker are wired as docs/DEPLOY.md says;
 //! - no IAM statement anywhere in the template grants those services on a `*` resource, or uses
 //!   a wildcard action;
 //! - the operator policy reaches, by `dynamodb:LeadingKeys`, the delivery records and externalId
@@ -189,23 +195,37 @@ fn statements_of<'a>(origin: &str, document: &'a Value) -> Vec<Statement<'a>> {
         .collect()
 }
 
-/// The function resource (there must be exactly one).
-fn function(t: &Value) -> (String, &Value) {
+/// The HTTP function and the queue worker: exactly these two functions.
+const HTTP_FUNCTION: &str = "BridgeFunction";
+const WORKER_FUNCTION: &str = "WorkerFunction";
+
+fn functions(t: &Value) -> Vec<(String, &Value)> {
     let mut fns = of_type(t, "AWS::Serverless::Function");
     fns.extend(of_type(t, "AWS::Lambda::Function"));
+    let mut names: Vec<&str> = fns.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
     assert_eq!(
-        fns.len(),
-        1,
-        "expected exactly one function in the template"
+        names,
+        vec![HTTP_FUNCTION, WORKER_FUNCTION],
+        "expected the HTTP function and the worker"
     );
-    fns.remove(0)
+    fns
+}
+
+/// The HTTP function.
+fn function(t: &Value) -> (String, &Value) {
+    functions(t)
+        .into_iter()
+        .find(|(n, _)| n == HTTP_FUNCTION)
+        .unwrap()
 }
 
 /// Every statement that applies to the function's role: its inline policies, and any
 /// AWS::IAM::Policy / ManagedPolicy resource attached to it with `Roles`. The role may not use
 /// `ManagedPolicyArns` (grants this test could not see), nor the function SAM `Policies`.
-fn function_statements(t: &Value) -> Vec<Statement<'_>> {
-    let (fname, f) = function(t);
+fn function_statements<'a>(t: &'a Value, fname: &str) -> Vec<Statement<'a>> {
+    let f = resource(t, fname);
+    let fname = fname.to_string();
     let p = props(f);
     assert!(
         get(p, "Policies").is_none(),
@@ -278,7 +298,7 @@ fn all_statements(t: &Value) -> Vec<Statement<'_>> {
     out
 }
 
-const SERVICES: [&str; 2] = ["dynamodb:", "secretsmanager:"];
+const SERVICES: [&str; 3] = ["dynamodb:", "secretsmanager:", "sqs:"];
 
 fn watched(action: &str) -> bool {
     SERVICES.iter().any(|s| action.starts_with(s))
@@ -520,6 +540,20 @@ fn iam_actions(service: &str, op: &str) -> Option<Vec<String>> {
         ("secretsmanager", "update_secret") => one("UpdateSecret"),
         ("secretsmanager", "delete_secret") => one("DeleteSecret"),
         ("secretsmanager", "get_random_password") => one("GetRandomPassword"),
+        // SendMessageBatch is authorized as sqs:SendMessage.
+        ("sqs", "send_message") | ("sqs", "send_message_batch") => one("SendMessage"),
+        ("sqs", "receive_message") => one("ReceiveMessage"),
+        ("sqs", "delete_message") | ("sqs", "delete_message_batch") => one("DeleteMessage"),
+        ("sqs", "change_message_visibility") | ("sqs", "change_message_visibility_batch") => {
+            one("ChangeMessageVisibility")
+        }
+        ("sqs", "get_queue_attributes") => one("GetQueueAttributes"),
+        ("sqs", "get_queue_url") => one("GetQueueUrl"),
+        ("sqs", "start_message_move_task") => one("StartMessageMoveTask"),
+        ("sqs", "list_message_move_tasks") => one("ListMessageMoveTasks"),
+        ("sqs", "purge_queue") => one("PurgeQueue"),
+        ("sqs", "create_queue") => one("CreateQueue"),
+        ("sqs", "delete_queue") => one("DeleteQueue"),
         _ => panic!(
             "{service}: the code calls the SDK operation `{op}`, which this test cannot map to \
              IAM actions yet: add it to iam_actions() and grant it in template.yaml"
@@ -560,6 +594,22 @@ const SECRETS_OPS: &[&str] = &[
     "update_secret",
     "delete_secret",
     "get_random_password",
+];
+const SQS_OPS: &[&str] = &[
+    "send_message",
+    "send_message_batch",
+    "receive_message",
+    "delete_message",
+    "delete_message_batch",
+    "change_message_visibility",
+    "change_message_visibility_batch",
+    "get_queue_attributes",
+    "get_queue_url",
+    "start_message_move_task",
+    "list_message_move_tasks",
+    "purge_queue",
+    "create_queue",
+    "delete_queue",
 ];
 /// Methods of an SDK client that are not operations.
 const CLIENT_NON_OPS: &[&str] = &["clone", "config", "as_ref", "from_conf"];
@@ -644,10 +694,10 @@ const EXCLUDED_FNS: &[&str] = &["pending"];
 
 /// The IAM actions the code under `dir` needs, from its SDK calls.
 fn code_actions_in(service: &str, dir: &Path, excluded_fns: &[&str]) -> BTreeSet<String> {
-    let ops: &[&str] = if service == "dynamodb" {
-        DYNAMODB_OPS
-    } else {
-        SECRETS_OPS
+    let ops: &[&str] = match service {
+        "dynamodb" => DYNAMODB_OPS,
+        "sqs" => SQS_OPS,
+        _ => SECRETS_OPS,
     };
     let mut out = BTreeSet::new();
     for file in rust_files(dir) {
@@ -696,6 +746,51 @@ fn code_actions(excluded_fns: &[&str]) -> BTreeSet<String> {
     out
 }
 
+/// The SQS adapter's functions by path: the HTTP function's (accept: send), the worker's
+/// (receive, delete, change visibility), and the operator's own (the queue ARNs and the
+/// message-move task).
+const SQS_SEND_FNS: &[&str] = &["send"];
+const SQS_WORKER_FNS: &[&str] = &["receive", "delete", "change_visibility"];
+const SQS_OPERATOR_FNS: &[&str] = &["arn", "start_redrive_all"];
+
+/// The SQS actions of the code of `src/queue/` in the functions `only`.
+fn sqs_actions(only: &[&str]) -> BTreeSet<String> {
+    let all: Vec<&str> = SQS_SEND_FNS
+        .iter()
+        .chain(SQS_WORKER_FNS)
+        .chain(SQS_OPERATOR_FNS)
+        .copied()
+        .collect();
+    let excluded: Vec<&str> = all.into_iter().filter(|f| !only.contains(f)).collect();
+    code_actions_in("sqs", &root().join("src/queue"), &excluded)
+}
+
+fn only_service(actions: BTreeSet<String>, prefix: &str) -> BTreeSet<String> {
+    actions
+        .into_iter()
+        .filter(|a| a.starts_with(prefix))
+        .collect()
+}
+
+/// The resources (as `Fn::GetAtt` targets) statements granting `action` name.
+fn resources_of(statements: &[Statement], action: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for s in statements
+        .iter()
+        .filter(|s| s.allows() && s.actions().iter().any(|a| a == action))
+    {
+        for r in s.resources() {
+            let target = get(r, "Fn::GetAtt")
+                .and_then(Value::as_sequence)
+                .and_then(|v| v.first())
+                .and_then(Value::as_str)
+                .unwrap_or("?");
+            out.insert(target.to_string());
+        }
+    }
+    out
+}
+
 /// Files under `src/` (outside `allowed` prefixes) whose code contains `needle`.
 fn callers_outside(needle: &str, allowed: &[&str]) -> Vec<String> {
     rust_files(&root().join("src"))
@@ -725,18 +820,206 @@ fn diff(a: &BTreeSet<String>, b: &BTreeSet<String>) -> Vec<String> {
 #[test]
 fn function_role_grants_exactly_what_the_code_calls() {
     let t = template();
-    let granted = granted(&function_statements(&t));
-    let needed = code_actions(EXCLUDED_FNS);
+    for fname in [HTTP_FUNCTION, WORKER_FUNCTION] {
+        let all = granted(&function_statements(&t, fname));
+        let granted: BTreeSet<String> =
+            all.into_iter().filter(|a| !a.starts_with("sqs:")).collect();
+        let needed = code_actions(EXCLUDED_FNS);
+        assert!(
+            needed.contains("dynamodb:GetItem") && needed.contains("secretsmanager:GetSecretValue"),
+            "the code scan found too little ({needed:?}): is the scanner broken?"
+        );
+        assert!(
+            granted == needed,
+            "{fname}: the role and the code disagree.\n  granted but never called: {:?}\n  called but not granted: {:?}\n  granted: {granted:?}\n  called:  {needed:?}",
+            diff(&granted, &needed),
+            diff(&needed, &granted),
+        );
+    }
+}
+
+#[test]
+fn queue_permissions_match_each_path() {
+    let t = template();
+    let sends = sqs_actions(SQS_SEND_FNS);
+    assert_eq!(sends, BTreeSet::from(["sqs:SendMessage".to_string()]));
+    let http = function_statements(&t, HTTP_FUNCTION);
+    assert_eq!(
+        only_service(granted(&http), "sqs:"),
+        sends,
+        "{HTTP_FUNCTION}"
+    );
+    assert_eq!(
+        resources_of(&http, "sqs:SendMessage"),
+        BTreeSet::from(["WorkQueue".to_string()])
+    );
+
+    // The event source mapping polls with the worker's role: ReceiveMessage, DeleteMessage and
+    // GetQueueAttributes; the worker itself receives, deletes and sets backoffs.
+    let mut worker_needs = sqs_actions(SQS_WORKER_FNS);
     assert!(
-        needed.contains("dynamodb:GetItem") && needed.contains("secretsmanager:GetSecretValue"),
-        "the code scan found too little ({needed:?}): is the scanner broken?"
+        worker_needs.contains("sqs:ChangeMessageVisibility"),
+        "{worker_needs:?}"
+    );
+    worker_needs.insert("sqs:GetQueueAttributes".into());
+    let worker = function_statements(&t, WORKER_FUNCTION);
+    assert_eq!(
+        only_service(granted(&worker), "sqs:"),
+        worker_needs,
+        "{WORKER_FUNCTION}"
+    );
+    for action in &worker_needs {
+        assert_eq!(
+            resources_of(&worker, action),
+            BTreeSet::from(["WorkQueue".to_string()]),
+            "{WORKER_FUNCTION}: {action} only on the work queue"
+        );
+    }
+
+    // The operator: everything the adapter calls, on the dead-letter queue, and sending (and
+    // the ARN) on the work queue.
+    let op = resource(&t, "OperatorPolicy");
+    let statements = statements_of("OperatorPolicy", get(props(op), "PolicyDocument").unwrap());
+    let all_sqs = sqs_actions(
+        &SQS_SEND_FNS
+            .iter()
+            .chain(SQS_WORKER_FNS)
+            .chain(SQS_OPERATOR_FNS)
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(only_service(granted(&statements), "sqs:"), all_sqs);
+    assert_eq!(
+        resources_of(&statements, "sqs:StartMessageMoveTask"),
+        BTreeSet::from(["DeadLetterQueue".to_string()])
+    );
+    assert_eq!(
+        resources_of(&statements, "sqs:SendMessage"),
+        BTreeSet::from(["WorkQueue".to_string()])
+    );
+}
+
+#[test]
+fn the_queue_and_the_worker_are_wired_as_documented() {
+    let t = template();
+    let worker = resource(&t, WORKER_FUNCTION);
+    let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    let num = |v: Option<&Value>| -> i64 {
+        match v {
+            Some(Value::Number(n)) => n.as_i64().unwrap(),
+            Some(Value::String(s)) => s.parse().unwrap(),
+            other => panic!("not a number: {other:?}"),
+        }
+    };
+    let reference = |v: Option<&Value>| s(v.and_then(|v| get(v, "Ref")));
+    // SAM's Rust builder reads the binary's name here (a `BinaryName` key is ignored).
+    let meta = get(worker, "Metadata").expect("Metadata");
+    assert_eq!(
+        s(get(meta, "BuildMethod")).as_deref(),
+        Some("rust-cargolambda")
+    );
+    assert_eq!(
+        s(get(get(meta, "BuildProperties").unwrap(), "Binary")).as_deref(),
+        Some("payout-bridge")
+    );
+    assert!(get(meta, "BinaryName").is_none());
+
+    let p = props(worker);
+    let timeout = num(get(p, "Timeout"));
+    let events = get(p, "Events").and_then(Value::as_mapping).unwrap();
+    assert_eq!(events.len(), 1, "the worker has one event: the queue");
+    let (_, event) = events.iter().next().unwrap();
+    assert_eq!(s(get(event, "Type")).as_deref(), Some("SQS"));
+    let ep = props(event);
+    let queue_target = get(ep, "Queue")
+        .and_then(|q| get(q, "Fn::GetAtt"))
+        .and_then(Value::as_sequence)
+        .and_then(|v| v.first())
+        .and_then(Value::as_str);
+    assert_eq!(queue_target, Some("WorkQueue"));
+    let response_types: Vec<&Value> = items(get(ep, "FunctionResponseTypes").unwrap());
+    assert_eq!(
+        response_types,
+        vec![&Value::from("ReportBatchItemFailures")]
+    );
+    assert_eq!(
+        reference(get(ep, "BatchSize")).as_deref(),
+        Some("WorkerBatchSize")
+    );
+    assert_eq!(
+        reference(get(ep, "ScalingConfig").and_then(|c| get(c, "MaximumConcurrency"))).as_deref(),
+        Some("WorkerMaximumConcurrency")
+    );
+
+    let vars = get(p, "Environment")
+        .and_then(|e| get(e, "Variables"))
+        .and_then(Value::as_mapping)
+        .unwrap();
+    assert_eq!(
+        reference(vars.get("BRIDGE_QUEUE_URL")).as_deref(),
+        Some("WorkQueue")
     );
     assert!(
-        granted == needed,
-        "the function role and the code disagree.\n  granted but never called: {:?}\n  called but not granted: {:?}\n  granted: {granted:?}\n  called:  {needed:?}",
-        diff(&granted, &needed),
-        diff(&needed, &granted),
+        num(vars.get("BRIDGE_IN_PROGRESS_TIMEOUT_SECS")) > timeout,
+        "the worker's in-progress timeout must exceed its function timeout"
     );
+    let all_src: String = rust_files(&root().join("src"))
+        .iter()
+        .map(|f| read(f))
+        .collect();
+    for (k, _) in vars {
+        let name = k.as_str().unwrap();
+        assert!(
+            name == "RUST_LOG" || all_src.contains(&format!("\"{name}\"")),
+            "the worker sets {name}, which nothing in src/ reads"
+        );
+    }
+
+    let queue = props(resource(&t, "WorkQueue"));
+    assert!(
+        num(get(queue, "VisibilityTimeout")) >= 6 * timeout,
+        "the queue's visibility timeout must be at least 6 x the worker's timeout"
+    );
+    let dlq = props(resource(&t, "DeadLetterQueue"));
+    for q in [queue, dlq] {
+        assert_eq!(num(get(q, "MessageRetentionPeriod")), 14 * 86_400);
+    }
+    let redrive = get(queue, "RedrivePolicy").unwrap();
+    assert_eq!(
+        reference(get(redrive, "maxReceiveCount")).as_deref(),
+        Some("MaxReceiveCount")
+    );
+    assert_eq!(
+        get(redrive, "deadLetterTargetArn").and_then(|v| get(v, "Fn::GetAtt")),
+        Some(&Value::Sequence(vec![
+            "DeadLetterQueue".into(),
+            "Arn".into()
+        ]))
+    );
+
+    // Alarms on the dead letters and on the age of the oldest queued command.
+    let alarms = of_type(&t, "AWS::CloudWatch::Alarm");
+    let watches = |metric: &str, queue: &str| {
+        alarms.iter().any(|(_, a)| {
+            let ap = props(a);
+            s(get(ap, "MetricName")).as_deref() == Some(metric)
+                && items(get(ap, "Dimensions").unwrap_or(&Value::Null))
+                    .iter()
+                    .any(|d| {
+                        get(d, "Value")
+                            .and_then(|v| get(v, "Fn::GetAtt"))
+                            .and_then(Value::as_sequence)
+                            .and_then(|v| v.first())
+                            .and_then(Value::as_str)
+                            == Some(queue)
+                    })
+        })
+    };
+    assert!(watches(
+        "ApproximateNumberOfMessagesVisible",
+        "DeadLetterQueue"
+    ));
+    assert!(watches("ApproximateAgeOfOldestMessage", "WorkQueue"));
 }
 
 #[test]
@@ -815,7 +1098,15 @@ fn operator_policy_covers_pending_and_resolve_only() {
     let op = resource(&t, "OperatorPolicy");
     let statements = statements_of("OperatorPolicy", get(props(op), "PolicyDocument").unwrap());
     let granted = granted(&statements);
-    let all = code_actions(&[]);
+    let mut all = code_actions(&[]);
+    all.extend(sqs_actions(
+        &SQS_SEND_FNS
+            .iter()
+            .chain(SQS_WORKER_FNS)
+            .chain(SQS_OPERATOR_FNS)
+            .copied()
+            .collect::<Vec<_>>(),
+    ));
     assert!(
         granted.is_subset(&all),
         "OperatorPolicy grants actions the code never calls: {:?}",

@@ -8,11 +8,12 @@ use super::token::TokenManager;
 use super::{Delivery, Reply};
 use crate::domain::delivery::{self, ItemKey};
 use crate::domain::idempotency::{DeliveryKey, KeySources};
+use crate::domain::queue::RouteMode;
 use crate::domain::Action;
 use crate::error::{BridgeError, ErrorKind};
 use crate::inbound::auth::{InboundRequest, Verifier};
 use crate::mapping::Filter;
-use crate::ports::{Clock, DeliveryStore, PanelApi};
+use crate::ports::{Clock, DeliveryStore, NotifyTarget, PanelApi, Queue};
 use crate::telemetry::{self, names};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -29,6 +30,10 @@ pub struct Route {
     pub filter: Filter,
     /// Which headers may name a delivery (from the route's auth scheme).
     pub key_sources: KeySources,
+    /// `sync` (the panel during the request) or `queued` (202, then the worker).
+    pub mode: RouteMode,
+    /// Where a queued route's results are posted, signed.
+    pub notify: Option<NotifyTarget>,
 }
 
 /// Limits and timings of delivery handling.
@@ -63,6 +68,8 @@ pub struct Bridge {
     pub(super) deliveries: Arc<dyn DeliveryStore>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) limits: Limits,
+    /// The queue of queued routes (none when no route is queued).
+    pub(super) queue: Option<Arc<dyn Queue>>,
 }
 
 impl Bridge {
@@ -81,7 +88,34 @@ impl Bridge {
             deliveries,
             clock,
             limits,
+            queue: None,
         }
+    }
+
+    /// The same bridge with the queue its queued routes put their commands on.
+    pub fn with_queue(mut self, queue: Arc<dyn Queue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// The queue of queued routes, if any.
+    pub fn queue(&self) -> Option<&Arc<dyn Queue>> {
+        self.queue.as_ref()
+    }
+
+    /// Whether any route is queued.
+    pub fn has_queued_routes(&self) -> bool {
+        self.routes.values().any(|r| r.mode == RouteMode::Queued)
+    }
+
+    /// A route by name.
+    pub fn route(&self, name: &str) -> Option<&Route> {
+        self.routes.get(name)
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     pub fn limits(&self) -> &Limits {
@@ -172,6 +206,16 @@ impl Bridge {
         )
         .map_err(|e| BridgeError::invalid(e.to_string()))?;
 
+        if route.mode == RouteMode::Queued {
+            let batch = commands.len() != 1;
+            let items = commands
+                .into_iter()
+                .enumerate()
+                .map(|(i, cmd)| (item_key(&key, cmd.external_id(), i, batch), cmd))
+                .collect();
+            return Ok(self.enqueue(route, items, batch).await);
+        }
+
         if commands.len() == 1 {
             let Some(cmd) = commands.pop() else {
                 return Err(BridgeError::internal());
@@ -234,7 +278,7 @@ fn item_key(key: &DeliveryKey, external_id: Option<&str>, index: usize, batch: b
 }
 
 impl Success {
-    fn into_reply(self) -> Reply {
+    pub(super) fn into_reply(self) -> Reply {
         let mut reply = Reply::json(self.status, self.body);
         if self.replayed {
             reply

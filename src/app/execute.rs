@@ -196,7 +196,7 @@ impl Bridge {
     }
 
     /// Carries out the decision about a record that was already there.
-    async fn carry_out(
+    pub(super) async fn carry_out(
         &self,
         route: &Route,
         existing: &DeliveryRecord,
@@ -241,7 +241,8 @@ impl Bridge {
                     short(existing.external_id.as_deref().unwrap_or(&existing.key), 80)
                 ),
             )),
-            Decision::InProgress => Err(in_progress()),
+            // A queued route's command waiting for the worker (a route that was queued before).
+            Decision::InProgress | Decision::Queued => Err(in_progress()),
             Decision::Held => Err(held_for_operator()),
             Decision::HoldDeadCreate => {
                 let reason = "the invocation handling it stopped before recording an answer";

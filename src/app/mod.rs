@@ -5,6 +5,9 @@
 //! - [`bridge`]: a delivery from route lookup to the answer, batches included;
 //! - [`intake`]: content types and the route's filter, from a body to commands;
 //! - [`execute`]: one command under its key: begin the record, carry out the decision, settle;
+//! - [`enqueue`]: a queued route's commands onto the queue (202), with the same decision first;
+//! - [`worker`]: a message from the queue run through [`execute`], then deleted, retried later
+//!   or held, and its result notified;
 //! - [`panel_calls`]: the panel calls with the token (re-authenticate once on a refused token);
 //! - [`answer`]: answers, batch items and the one log line per command;
 //! - [`operator`]: `pending`, `status`, `resolve`;
@@ -12,12 +15,14 @@
 
 pub mod answer;
 pub mod bridge;
+pub mod enqueue;
 pub mod execute;
 pub mod intake;
 pub mod operator;
 pub mod panel_calls;
 pub mod password;
 pub mod token;
+pub mod worker;
 
 pub use bridge::{Bridge, Limits, Route};
 

@@ -31,9 +31,37 @@ pub enum Cmd {
         /// Address to bind (default 127.0.0.1; use 0.0.0.0 in a container).
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
+        /// With BRIDGE_QUEUE_URL set: accept queued routes' commands but run no worker here
+        /// (another process, `payout-bridge worker`, works the queue).
+        #[arg(long)]
+        no_worker: bool,
     },
-    /// Run as the Lambda function (the default when AWS_LAMBDA_RUNTIME_API is set).
+    /// Run as the Lambda function (the default when AWS_LAMBDA_RUNTIME_API is set); it answers
+    /// HTTP events and SQS events (the queue worker) alike.
     Lambda,
+    /// Work the queue of queued routes: long-poll BRIDGE_QUEUE_URL and run each command (for
+    /// containers and local runs; under Lambda the SQS event source does this).
+    Worker,
+    /// List the dead-letter queue (BRIDGE_DLQ_URL): route, key, externalId, receive count and
+    /// last error of each message.
+    DeadLetters {
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move dead letters back to the queue (BRIDGE_QUEUE_URL): one key's, or all of them.
+    Redrive {
+        /// The key of the command to move (as `dead-letters` or `pending` print it, or a bare
+        /// externalId).
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        key: Option<String>,
+        /// Every message of the dead-letter queue.
+        #[arg(long)]
+        all: bool,
+        /// Show what would move, move nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Check a routes file: syntax, schemes, filters and that every secret resolves.
     CheckConfig {
         /// The routes file (default: BRIDGE_CONFIG).
@@ -108,12 +136,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             demo: true,
             port,
             host,
+            ..
         }) => serve_demo(port, &host).await,
         Some(Cmd::Serve {
             demo: false,
             port,
             host,
-        }) => run::run_serve(port, &host).await,
+            no_worker,
+        }) => run::run_serve(port, &host, no_worker).await,
+        Some(Cmd::Worker) => run::run_worker().await,
+        Some(Cmd::DeadLetters { json }) => operator::dead_letters(json).await,
+        Some(Cmd::Redrive {
+            key,
+            all: _,
+            dry_run,
+        }) => operator::redrive(key.as_deref(), dry_run).await,
         Some(Cmd::CheckConfig { file }) => operator::check_config(file).await,
         Some(Cmd::Map {
             route,

@@ -34,14 +34,19 @@ pub async fn check_config(file: Option<PathBuf>) -> anyhow::Result<()> {
     println!("ok: {} route(s)", routes.routes.len());
     for r in &routes.routes {
         println!(
-            "  POST /hooks/{:<20} {:<7} auth {:<18} map {}",
+            "  POST /hooks/{:<20} {:<7} auth {:<18} map {:<6} {}",
             r.name,
             r.action.as_str(),
             r.auth.scheme_name(),
             r.map
                 .as_deref()
                 .map(|m| if m.trim() == "." { "." } else { "filter" })
-                .unwrap_or(".")
+                .unwrap_or("."),
+            match (r.mode, &r.notify) {
+                (payout_bridge::domain::queue::RouteMode::Sync, _) => "sync".to_string(),
+                (_, None) => "queued".to_string(),
+                (_, Some(n)) => format!("queued, notify {}", n.url),
+            }
         );
     }
     Ok(())
@@ -200,6 +205,65 @@ pub async fn resolve(
     match payout_id {
         Some(id) => println!("resolved: route `{route}` key `{key}` is payout {id}; redeliveries get it as their answer"),
         None => println!("resolved: route `{route}` key `{key}` was not created; the next delivery creates it"),
+    }
+    Ok(())
+}
+
+fn dead_letter_json(d: &payout_bridge::app::operator::DeadLetter) -> Value {
+    json!({
+        "messageId": d.message_id, "route": d.route, "key": d.key, "externalId": d.external_id,
+        "receiveCount": d.receive_count, "lastError": d.last_error,
+    })
+}
+
+pub async fn dead_letters(as_json: bool) -> anyhow::Result<()> {
+    payout_bridge::telemetry::init_logs(false);
+    let settings = Settings::from_env()?;
+    let operator = environment::queue_operator(&settings).await?;
+    let letters = operator.dead_letters().await?;
+    if as_json {
+        for d in &letters {
+            println!("{}", dead_letter_json(d));
+        }
+        return Ok(());
+    }
+    if letters.is_empty() {
+        println!("the dead-letter queue is empty");
+        return Ok(());
+    }
+    println!("{} message(s) in the dead-letter queue:", letters.len());
+    for d in &letters {
+        println!(
+            "  --route {} --key {}   externalId {}  received {}  last error: {}",
+            d.route.as_deref().unwrap_or("?"),
+            d.key.as_deref().unwrap_or("?"),
+            d.external_id.as_deref().unwrap_or("-"),
+            d.receive_count,
+            d.last_error.as_deref().unwrap_or("-"),
+        );
+    }
+    println!("Fix the cause, then: payout-bridge redrive (--key K | --all) [--dry-run]");
+    Ok(())
+}
+
+pub async fn redrive(key: Option<&str>, dry_run: bool) -> anyhow::Result<()> {
+    payout_bridge::telemetry::init_logs(false);
+    let settings = Settings::from_env()?;
+    let operator = environment::queue_operator(&settings).await?;
+    let done = operator.redrive(key, dry_run).await?;
+    if done.move_task {
+        println!(
+            "redrive: SQS message-move task started: every dead letter goes back to the queue"
+        );
+        return Ok(());
+    }
+    let verb = if dry_run { "would move" } else { "moved" };
+    println!(
+        "redrive: {verb} {} message(s) back to the queue",
+        done.moved.len()
+    );
+    for d in &done.moved {
+        println!("  {}", dead_letter_json(d));
     }
     Ok(())
 }

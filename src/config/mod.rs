@@ -40,6 +40,17 @@ pub struct Settings {
     pub batch_concurrency: usize,
     /// `BRIDGE_TOKEN_REFRESH_MARGIN_SECS` (default 300).
     pub token: TokenSettings,
+    /// `BRIDGE_QUEUE_URL`: the SQS queue of queued routes; absent under `serve` = an
+    /// in-process queue and worker.
+    pub queue_url: Option<String>,
+    /// `BRIDGE_DLQ_URL`: the queue's dead-letter queue (operator commands).
+    pub dlq_url: Option<String>,
+    /// `BRIDGE_WORKER_CONCURRENCY` (default 4): panel calls in flight per instance.
+    pub worker_concurrency: usize,
+    /// `BRIDGE_PANEL_RATE`: panel calls per second per instance, no burst; absent = no limit.
+    pub panel_rate: Option<u32>,
+    /// `BRIDGE_RETRY_BASE_SECS` (default 10): the first retry's delay, doubling, at most 900.
+    pub retry_base_secs: u32,
 }
 
 fn parse_num<T>(
@@ -114,6 +125,14 @@ impl Settings {
             )?,
             batch_concurrency: parse_num(lookup, "BRIDGE_BATCH_CONCURRENCY", 4usize, 1)?,
             token,
+            queue_url: non_empty("BRIDGE_QUEUE_URL").map(|v| v.trim().to_string()),
+            dlq_url: non_empty("BRIDGE_DLQ_URL").map(|v| v.trim().to_string()),
+            worker_concurrency: parse_num(lookup, "BRIDGE_WORKER_CONCURRENCY", 4usize, 1)?,
+            panel_rate: match non_empty("BRIDGE_PANEL_RATE") {
+                None => None,
+                Some(_) => Some(parse_num(lookup, "BRIDGE_PANEL_RATE", 1u32, 1)?),
+            },
+            retry_base_secs: parse_num(lookup, "BRIDGE_RETRY_BASE_SECS", 10u32, 1)?,
         })
     }
 
@@ -142,6 +161,27 @@ mod tests {
         assert_eq!(s.max_body_bytes, 262_144);
         assert_eq!(s.retention_days, 7);
         assert!(s.table.is_none() && s.password_ref.is_none());
+        assert_eq!(s.worker_concurrency, 4);
+        assert_eq!(s.panel_rate, None);
+        assert_eq!(s.retry_base_secs, 10);
+        assert!(s.queue_url.is_none() && s.dlq_url.is_none());
+    }
+
+    #[test]
+    fn queue_settings() {
+        let s = settings(&[
+            ("BRIDGE_QUEUE_URL", "http://q"),
+            ("BRIDGE_PANEL_RATE", "5"),
+            ("BRIDGE_WORKER_CONCURRENCY", "8"),
+            ("BRIDGE_RETRY_BASE_SECS", "2"),
+        ])
+        .unwrap();
+        assert_eq!(s.queue_url.as_deref(), Some("http://q"));
+        assert_eq!(
+            (s.panel_rate, s.worker_concurrency, s.retry_base_secs),
+            (Some(5), 8, 2)
+        );
+        assert!(settings(&[("BRIDGE_PANEL_RATE", "0")]).is_err());
     }
 
     #[test]

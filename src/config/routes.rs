@@ -3,6 +3,7 @@
 //! route and the field.
 
 use super::ConfigError;
+use crate::domain::queue::RouteMode;
 use crate::domain::Action;
 use crate::inbound::auth::AuthConfig;
 use serde::Deserialize;
@@ -19,6 +20,24 @@ pub struct RouteConfig {
     /// already one canonical command.
     #[serde(default)]
     pub map: Option<String>,
+    /// `sync` (default: the panel is called during the request) or `queued` (202, then the
+    /// worker).
+    #[serde(default)]
+    pub mode: RouteMode,
+    /// Where a queued route's results are posted, signed (queued routes only).
+    #[serde(default)]
+    pub notify: Option<NotifyConfig>,
+}
+
+/// `notify:` of a queued route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// `https://…` (or `http://` on loopback, for local runs).
+    pub url: String,
+    /// References of `whsec_…` secrets (`env:NAME`, `secretsmanager:ID[#key]`); several =
+    /// rotation (each event carries one signature per secret).
+    pub secrets: Vec<String>,
 }
 
 /// The whole file.
@@ -67,6 +86,29 @@ impl RoutesFile {
                     "{origin}: route #{i}, field name: `{}` must be 1-{MAX_ROUTE_NAME} letters, digits, `-` or `_`",
                     r.name.chars().take(80).collect::<String>()
                 )));
+            }
+            if let Some(n) = &r.notify {
+                if r.mode != RouteMode::Queued {
+                    return Err(ConfigError(format!(
+                        "{origin}: route `{}`, field notify: only a queued route (mode: queued) notifies its results",
+                        r.name
+                    )));
+                }
+                let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                    .iter()
+                    .any(|p| n.url.starts_with(p));
+                if !(n.url.starts_with("https://") || loopback) {
+                    return Err(ConfigError(format!(
+                        "{origin}: route `{}`, field notify.url: must be https:// (http:// only on loopback)",
+                        r.name
+                    )));
+                }
+                if n.secrets.is_empty() {
+                    return Err(ConfigError(format!(
+                        "{origin}: route `{}`, field notify.secrets: name at least one whsec_ secret",
+                        r.name
+                    )));
+                }
             }
             if !seen.insert(r.name.as_str()) {
                 return Err(ConfigError(format!(
@@ -134,6 +176,25 @@ routes:
         let bad = GOOD.replace("action: cancel", "action: cancel\n    mapp: x");
         let e = RoutesFile::parse(&bad, "routes.yaml").unwrap_err().0;
         assert!(e.contains("voids") && e.contains("mapp"), "{e}");
+    }
+
+    #[test]
+    fn queued_routes_and_notify() {
+        let q = GOOD.replace(
+            "action: create",
+            "action: create\n    mode: queued\n    notify: {url: \"https://example.com/h\", secrets: [env:N]}",
+        );
+        let f = RoutesFile::parse(&q, "r.yaml").unwrap();
+        assert_eq!(f.routes[0].mode, RouteMode::Queued);
+        assert_eq!(f.routes[1].mode, RouteMode::Sync);
+        assert_eq!(f.routes[0].notify.as_ref().unwrap().secrets, vec!["env:N"]);
+        let sync_notify = q.replace("mode: queued", "mode: sync");
+        let e = RoutesFile::parse(&sync_notify, "r.yaml").unwrap_err().0;
+        assert!(e.contains("payouts") && e.contains("notify"), "{e}");
+        let plain_http = q.replace("https://example.com", "http://example.com");
+        assert!(RoutesFile::parse(&plain_http, "r.yaml").is_err());
+        let bad_mode = GOOD.replace("action: create", "action: create\n    mode: later");
+        assert!(RoutesFile::parse(&bad_mode, "r.yaml").is_err());
     }
 
     #[test]

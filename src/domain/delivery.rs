@@ -19,8 +19,11 @@
 //! | IN_PROGRESS before its deadline               | 409 REQUEST_IN_PROGRESS   | 409             |
 //! | IN_PROGRESS past its deadline (owner died)    | hold: OUTCOME_UNKNOWN 504 | release: FAILED 504, safe to resend |
 //! | OUTCOME_UNKNOWN                               | 504, held for an operator | (never stored)  |
+//! | QUEUED before its deadline (a queued route's) | already queued (202); the worker claims it (same route and payload) ||
+//! | QUEUED past its deadline (its message is gone)| start                     | start           |
 //!
-//! IN_PROGRESS and OUTCOME_UNKNOWN records never expire: they stay until settled or resolved.
+//! IN_PROGRESS, OUTCOME_UNKNOWN and QUEUED records never expire: they stay until settled or
+//! resolved (a QUEUED one becomes startable past its deadline, the queue's retention).
 
 use super::command::{Action, Command};
 
@@ -41,6 +44,11 @@ pub enum DeliveryState {
     /// A cancel named this externalId before any payout was made for it: a create that comes
     /// later is refused (`PAYOUT_CANCELLED`).
     Cancelled,
+    /// A queued route accepted the command and put it on the queue; the worker has not begun
+    /// it yet. Redeliveries answer 202 without queueing it again; the worker takes it over
+    /// (IN_PROGRESS) when it runs it. Past `deadline` (unix seconds: the queue's retention)
+    /// its message is gone and a redelivery queues it again.
+    Queued { deadline: i64 },
 }
 
 impl DeliveryState {
@@ -51,6 +59,7 @@ impl DeliveryState {
             DeliveryState::Failed { .. } => "FAILED",
             DeliveryState::OutcomeUnknown { .. } => "OUTCOME_UNKNOWN",
             DeliveryState::Cancelled => "CANCELLED",
+            DeliveryState::Queued { .. } => "QUEUED",
         }
     }
 
@@ -189,6 +198,8 @@ pub enum Decision {
     CancelledBeforeCreated,
     /// Another invocation is at it right now: ask the sender to come back.
     InProgress,
+    /// Accepted by a queued route and waiting on the queue for the worker.
+    Queued,
     /// A create whose invocation died mid-call: mark OUTCOME_UNKNOWN, answer 504, hold.
     HoldDeadCreate,
     /// A cancel whose invocation died mid-call: release it (FAILED) so a retry runs it again.
@@ -204,6 +215,7 @@ pub fn decide(existing: Option<&DeliveryRecord>, incoming: &Incoming<'_>, now: i
     };
     match &record.state {
         DeliveryState::Failed { .. } => return Decision::Start,
+        DeliveryState::Queued { deadline } if now > *deadline => return Decision::Start,
         DeliveryState::Cancelled => {
             return match incoming.action {
                 Action::Create => Decision::CancelledBeforeCreated,
@@ -231,6 +243,7 @@ pub fn decide(existing: Option<&DeliveryRecord>, incoming: &Incoming<'_>, now: i
             Action::Cancel => Decision::ReleaseDeadCancel,
         },
         DeliveryState::OutcomeUnknown { .. } => Decision::Held,
+        DeliveryState::Queued { .. } => Decision::Queued,
         DeliveryState::Failed { .. } | DeliveryState::Cancelled => Decision::Start,
     }
 }
@@ -240,8 +253,28 @@ pub fn decide(existing: Option<&DeliveryRecord>, incoming: &Incoming<'_>, now: i
 pub fn may_start(existing: Option<&DeliveryRecord>, now: i64) -> bool {
     match existing {
         None => true,
-        Some(r) => !r.is_live(now) || matches!(r.state, DeliveryState::Failed { .. }),
+        Some(r) => match r.state {
+            DeliveryState::Failed { .. } => true,
+            DeliveryState::Queued { deadline } => now > deadline,
+            _ => !r.is_live(now),
+        },
     }
+}
+
+/// Whether a store may write `new` over `existing` (the write condition of `begin`): when
+/// [`may_start`] holds, and also when the worker begins a queued command (`new` IN_PROGRESS over
+/// a QUEUED record of the same route, action and payload: it claims it).
+pub fn may_begin(existing: Option<&DeliveryRecord>, new: &DeliveryRecord, now: i64) -> bool {
+    may_start(existing, now) || existing.is_some_and(|r| is_claim(r, new))
+}
+
+/// `new` is the worker taking over the QUEUED record `existing`.
+pub fn is_claim(existing: &DeliveryRecord, new: &DeliveryRecord) -> bool {
+    matches!(existing.state, DeliveryState::Queued { .. })
+        && matches!(new.state, DeliveryState::InProgress { .. })
+        && existing.route == new.route
+        && existing.fingerprint == new.fingerprint
+        && existing.action == new.action
 }
 
 /// Whether a cancel may write a CANCELLED record under an externalId's key: nothing live is
@@ -327,9 +360,12 @@ pub fn plan_cancel(external_ids: &[String], found: &[DeliveryRecord], now: i64) 
             // Completed without a payout id cannot happen for a create; say so rather than
             // guess.
             Some((DeliveryState::Completed { .. }, None)) => plan.unknown.push(ext.clone()),
-            Some((DeliveryState::InProgress { .. } | DeliveryState::OutcomeUnknown { .. }, _)) => {
-                plan.blocked.push(ext.clone())
-            }
+            Some((
+                DeliveryState::InProgress { .. }
+                | DeliveryState::OutcomeUnknown { .. }
+                | DeliveryState::Queued { .. },
+                _,
+            )) => plan.blocked.push(ext.clone()),
         }
     }
     plan
@@ -582,6 +618,50 @@ mod tests {
     }
 
     #[test]
+    fn queued_is_already_queued_until_its_deadline_then_starts() {
+        let r = record(DeliveryState::Queued { deadline: NOW });
+        assert_eq!(decide(Some(&r), &create(), NOW), Decision::Queued);
+        assert!(!may_start(Some(&r), NOW));
+        assert!(!r.needs_person(NOW) && !r.state.is_settled());
+        // Its message is gone (the queue's retention): a redelivery queues it again.
+        assert_eq!(decide(Some(&r), &create(), NOW + 1), Decision::Start);
+        assert!(may_start(Some(&r), NOW + 1));
+        // Another payload under the same key is still a reuse.
+        let other = Incoming {
+            fingerprint: "fp-b",
+            ..create()
+        };
+        assert_eq!(
+            decide(Some(&r), &other, NOW),
+            Decision::KeyReused { other_route: false }
+        );
+    }
+
+    #[test]
+    fn only_the_worker_of_the_same_command_claims_a_queued_record() {
+        let queued = record(DeliveryState::Queued {
+            deadline: NOW + 100,
+        });
+        let mut running = record(DeliveryState::InProgress { deadline: NOW + 60 });
+        running.attempt = "a2".into();
+        assert!(may_begin(Some(&queued), &running, NOW));
+        // Another queued write (a redelivery) does not overwrite it: it is already queued.
+        let mut again = queued.clone();
+        again.attempt = "a3".into();
+        assert!(!may_begin(Some(&queued), &again, NOW));
+        // Another payload, another route: no claim.
+        let mut other = running.clone();
+        other.fingerprint = "fp-b".into();
+        assert!(!may_begin(Some(&queued), &other, NOW));
+        let mut other = running.clone();
+        other.route = "crm".into();
+        assert!(!may_begin(Some(&queued), &other, NOW));
+        // An IN_PROGRESS record is never claimed.
+        let busy = record(DeliveryState::InProgress { deadline: NOW + 60 });
+        assert!(!may_begin(Some(&busy), &running, NOW));
+    }
+
+    #[test]
     fn cancelled_before_created_refuses_the_create() {
         let mut r = record(DeliveryState::Cancelled);
         r.route = "void".into();
@@ -624,6 +704,8 @@ mod tests {
             DeliveryState::InProgress { deadline: NOW },
             DeliveryState::InProgress { deadline: NOW - 10 },
             DeliveryState::OutcomeUnknown { reason: "x".into() },
+            DeliveryState::Queued { deadline: NOW },
+            DeliveryState::Queued { deadline: NOW - 1 },
         ];
         for state in states {
             let r = record(state);
@@ -670,7 +752,7 @@ mod tests {
     #[test]
     fn cancel_plan_covers_every_state() {
         let ids: Vec<String> = [
-            "made", "running", "held", "failed", "voided", "never", "made",
+            "made", "running", "held", "failed", "voided", "never", "made", "queued",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -692,10 +774,11 @@ mod tests {
             ),
             with("failed", failed(), None),
             with("voided", DeliveryState::Cancelled, None),
+            with("queued", DeliveryState::Queued { deadline: NOW }, None),
         ];
         let plan = plan_cancel(&ids, &found, NOW);
         assert_eq!(plan.payout_ids, vec![7]);
-        assert_eq!(plan.blocked, vec!["running", "held"]);
+        assert_eq!(plan.blocked, vec!["running", "held", "queued"]);
         assert_eq!(plan.unknown, vec!["failed", "voided", "never"]);
         assert_eq!(plan.to_record, vec!["failed", "never"]);
     }

@@ -8,6 +8,7 @@ pub mod currency;
 pub mod date;
 pub mod delivery;
 pub mod idempotency;
+pub mod queue;
 pub mod validation;
 
 pub use command::{Action, CancelPayouts, Command, CreatePayout, ValidationError};

@@ -99,7 +99,7 @@ fn transport_outcome<T>(e: &reqwest::Error) -> PanelOutcome<T> {
 
 /// The error and its sources on one line (reqwest's Display hides the cause). The URL is
 /// left out: it is configuration, not news, and keeps query strings out of logs.
-fn error_chain(e: &reqwest::Error) -> String {
+pub(crate) fn error_chain(e: &reqwest::Error) -> String {
     let mut s = String::from(if e.is_connect() {
         "connection failed"
     } else if e.is_timeout() {

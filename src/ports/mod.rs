@@ -144,7 +144,8 @@ pub trait DeliveryStore: Send + Sync {
     /// otherwise answer `Existing` with the stored record and change nothing.
     async fn begin(&self, record: &DeliveryRecord, now: i64) -> Result<Begin, StoreError>;
 
-    /// Moves the record from IN_PROGRESS owned by `attempt` to `to`. A settled state starts the
+    /// Moves the record from IN_PROGRESS (or QUEUED: a queued route releasing a command it
+    /// could not queue) owned by `attempt` to `to`. A settled state starts the
     /// record's expiry (`expires_at`, set at `begin`). False (and nothing written) when the
     /// record is no longer in progress under `attempt`.
     async fn finish(
@@ -292,4 +293,100 @@ impl Clock for ManualClock {
     fn now(&self) -> i64 {
         self.0.load(std::sync::atomic::Ordering::SeqCst)
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The queue of a queued route (SQS, or in memory under `serve`)
+
+/// What can go wrong with the queue.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QueueError {
+    /// The queue could not be reached or refused the call; it may be retried.
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+    /// The call is not supported here (e.g. SQS's message-move task on an emulator).
+    #[error("not supported: {0}")]
+    Unsupported(String),
+}
+
+/// A message as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMessage {
+    /// The queue's id of the message (SQS `MessageId`; what Lambda's partial batch answer names).
+    pub id: String,
+    /// The handle of this receipt, for delete and change-visibility.
+    pub receipt: String,
+    pub body: String,
+    /// How many times the message has been received, this time included (1 = the first).
+    pub receive_count: u32,
+}
+
+/// Which queue: the work queue, or its dead-letter queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueName {
+    Work,
+    DeadLetters,
+}
+
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Puts messages on the work queue: all of them, or an error (some may have been sent; the
+    /// delivery rules make a second copy harmless).
+    async fn send(&self, bodies: &[String]) -> Result<(), QueueError>;
+    /// Receives up to `max` messages, waiting up to `wait` for the first. Each is invisible to
+    /// other receivers for `visibility` (the queue's own setting when `None`).
+    async fn receive(
+        &self,
+        from: QueueName,
+        max: usize,
+        wait: std::time::Duration,
+        visibility: Option<u32>,
+    ) -> Result<Vec<QueueMessage>, QueueError>;
+    /// Deletes a received message.
+    async fn delete(&self, from: QueueName, receipt: &str) -> Result<(), QueueError>;
+    /// Makes a received message visible again after `secs` (the retry's backoff; 0 = now).
+    async fn change_visibility(
+        &self,
+        from: QueueName,
+        receipt: &str,
+        secs: u32,
+    ) -> Result<(), QueueError>;
+    /// Moves every dead letter back to the work queue with the queue's own move task, where
+    /// there is one; `Unsupported` where not (the caller then moves them one by one).
+    async fn start_redrive_all(&self) -> Result<(), QueueError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notifications of a queued route's results
+
+/// Where a route's results are posted, with the secrets that sign them (`whsec_…`, several
+/// while rotating). Its `Debug` never shows the secrets.
+#[derive(Clone)]
+pub struct NotifyTarget {
+    pub url: String,
+    pub secrets: Vec<Secret>,
+}
+
+impl fmt::Debug for NotifyTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NotifyTarget")
+            .field("url", &self.url)
+            .field("secrets", &self.secrets.len())
+            .finish()
+    }
+}
+
+/// Posts one signed event (Standard Webhooks: `webhook-id`, `webhook-timestamp`,
+/// `webhook-signature`).
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Posts `body` to the target under `id`, signed at `timestamp` (unix seconds). Ok only
+    /// when the receiver answered 2xx.
+    async fn notify(
+        &self,
+        target: &NotifyTarget,
+        id: &str,
+        timestamp: i64,
+        body: &str,
+    ) -> Result<(), String>;
 }

@@ -13,13 +13,16 @@ pub use environment::{Mode, EMBEDDED_ROUTES};
 
 use crate::app::password::PasswordProvider;
 use crate::app::token::TokenManager;
+use crate::app::worker::WorkerSettings;
 use crate::app::{Bridge, Limits};
 use crate::config::routes::RoutesFile;
 use crate::config::{ConfigError, Settings};
+use crate::panel::LimitedPanel;
 use crate::panel::{PanelClient, PanelClientConfig};
-use crate::ports::{Clock, DeliveryStore, PanelApi, SecretSource, SystemClock, TokenStore};
+use crate::ports::{Clock, DeliveryStore, PanelApi, Queue, SecretSource, SystemClock, TokenStore};
 use crate::secrets::SecretResolver;
 use crate::store::memory::{MemoryDeliveryStore, MemoryTokenStore};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 /// Builds a [`Bridge`]. Anything not given is the local default: in-memory stores, the
@@ -34,6 +37,8 @@ pub struct ServiceBuilder {
     secrets: Option<Arc<dyn SecretSource>>,
     clock: Arc<dyn Clock>,
     password_ref: Option<String>,
+    queue: Option<Arc<dyn Queue>>,
+    panel_limits: Option<(usize, Option<NonZeroU32>)>,
 }
 
 impl ServiceBuilder {
@@ -47,6 +52,36 @@ impl ServiceBuilder {
             deliveries: None,
             secrets: None,
             clock: Arc::new(SystemClock),
+            queue: None,
+            panel_limits: None,
+        }
+    }
+
+    /// The queue of queued routes (required when a route is queued).
+    pub fn queue(mut self, queue: Arc<dyn Queue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// Puts the panel behind the worker's ceilings: `concurrency` calls in flight, `rate` calls
+    /// per second (None = no limit).
+    pub fn panel_limits(mut self, concurrency: usize, rate: Option<u32>) -> Self {
+        self.panel_limits = Some((concurrency, rate.and_then(NonZeroU32::new)));
+        self
+    }
+
+    /// The panel limits from the settings (`BRIDGE_WORKER_CONCURRENCY`, `BRIDGE_PANEL_RATE`).
+    pub fn settings_panel_limits(self) -> Self {
+        let (c, r) = (self.settings.worker_concurrency, self.settings.panel_rate);
+        self.panel_limits(c, r)
+    }
+
+    /// The worker's settings from the settings.
+    pub fn worker_settings(settings: &Settings) -> WorkerSettings {
+        WorkerSettings {
+            concurrency: settings.worker_concurrency,
+            retry_base_secs: settings.retry_base_secs,
+            ..WorkerSettings::default()
         }
     }
 
@@ -135,10 +170,24 @@ impl ServiceBuilder {
             .secrets
             .unwrap_or_else(|| Arc::new(SecretResolver::without_aws()));
         let built = routes::build_routes(&routes, secrets.as_ref()).await?;
-        let panel: Arc<dyn PanelApi> = match self.panel {
+        let mut panel: Arc<dyn PanelApi> = match self.panel {
             Some(p) => p,
             None => Arc::new(Self::panel_client(&self.settings)?),
         };
+        if let Some((concurrency, rate)) = self.panel_limits {
+            panel = Arc::new(LimitedPanel::new(panel, concurrency, rate));
+        }
+        if self.queue.is_none() {
+            if let Some(r) = built
+                .iter()
+                .find(|r| r.mode == crate::domain::queue::RouteMode::Queued)
+            {
+                return Err(ConfigError(format!(
+                    "route `{}` is queued (mode: queued) but there is no queue: set BRIDGE_QUEUE_URL",
+                    r.name
+                )));
+            }
+        }
         let deliveries = self
             .deliveries
             .unwrap_or_else(|| Arc::new(MemoryDeliveryStore::default()));
@@ -153,13 +202,17 @@ impl ServiceBuilder {
             self.clock.clone(),
             self.settings.token.clone(),
         ));
-        Ok(Bridge::new(
+        let bridge = Bridge::new(
             built,
             panel,
             tokens,
             deliveries,
             self.clock,
             Self::limits(&self.settings),
-        ))
+        );
+        Ok(match self.queue {
+            Some(queue) => bridge.with_queue(queue),
+            None => bridge,
+        })
     }
 }

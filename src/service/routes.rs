@@ -6,7 +6,7 @@ use crate::config::routes::RoutesFile;
 use crate::config::ConfigError;
 use crate::inbound::auth::Verifier;
 use crate::mapping::Filter;
-use crate::ports::{Secret, SecretSource, StoreError};
+use crate::ports::{NotifyTarget, Secret, SecretSource, StoreError};
 use crate::secrets::{json_key_value, parse_reference, SecretRef};
 use std::collections::HashMap;
 
@@ -46,12 +46,41 @@ pub async fn build_routes(
             Some(src) => Filter::compile(src)
                 .map_err(|e| ConfigError(format!("route `{}`, field map: {e}", r.name)))?,
         };
+        let notify = match &r.notify {
+            None => None,
+            Some(n) => {
+                let mut keys = Vec::new();
+                for reference in &n.secrets {
+                    let secret = fetch_once(secrets, reference, &mut whole_secrets)
+                        .await
+                        .map_err(|e| {
+                            ConfigError(format!(
+                                "route `{}`, field notify.secrets: cannot read `{reference}`: {e}",
+                                r.name
+                            ))
+                        })?;
+                    crate::notify::decode_secret(secret.expose()).map_err(|e| {
+                        ConfigError(format!(
+                            "route `{}`, field notify.secrets: `{reference}` {e}",
+                            r.name
+                        ))
+                    })?;
+                    keys.push(secret);
+                }
+                Some(NotifyTarget {
+                    url: n.url.clone(),
+                    secrets: keys,
+                })
+            }
+        };
         routes.push(Route {
             name: r.name.clone(),
             action: r.action,
             verifier,
             filter,
             key_sources: r.auth.key_sources(),
+            mode: r.mode,
+            notify,
         });
     }
     Ok(routes)

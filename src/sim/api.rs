@@ -116,6 +116,15 @@ async fn fault_layer(State(shared): State<Arc<Shared>>, request: Request, next: 
         return next.run(request).await;
     }
     let is_post = request.method() == Method::POST;
+    // In flight from here until this future ends, however it ends (a dropped connection too).
+    struct InFlight(Arc<Shared>);
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            self.0.leave();
+        }
+    }
+    shared.enter();
+    let _in_flight = InFlight(shared.clone());
     let (latency, action) = shared.take_fault(is_post, &path);
     tracing::debug!(%path, ?action, ?latency, "panel-sim: api request");
     if !latency.is_zero() {

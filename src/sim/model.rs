@@ -248,6 +248,15 @@ pub struct StateSnapshot {
     pub active_tokens: usize,
     /// Current fault settings.
     pub faults: Faults,
+    /// `/api` requests being processed right now.
+    #[serde(default)]
+    pub in_flight: u64,
+    /// The most `/api` requests ever processed at once (since start or reset).
+    #[serde(default)]
+    pub peak_in_flight: u64,
+    /// The most `/api` requests that arrived within any one second (a sliding window).
+    #[serde(default)]
+    pub peak_per_second: u64,
 }
 
 /// A validated create request.
@@ -305,6 +314,11 @@ struct Inner {
     counters: Counters,
     faults: Faults,
     token_seq: u64,
+    in_flight: u64,
+    peak_in_flight: u64,
+    /// Arrival times of the `/api` requests of the last second.
+    arrivals: std::collections::VecDeque<std::time::Instant>,
+    peak_per_second: u64,
 }
 
 impl Inner {
@@ -319,6 +333,10 @@ impl Inner {
             counters: Counters::default(),
             faults: base_faults(config),
             token_seq: 0,
+            in_flight: 0,
+            peak_in_flight: 0,
+            arrivals: std::collections::VecDeque::new(),
+            peak_per_second: 0,
         }
     }
 }
@@ -588,6 +606,31 @@ impl Shared {
         self.lock().funds.insert(currency, amount);
     }
 
+    // ----- load gauges ----------------------------------------------------
+
+    /// An `/api` request starts: counted in flight and in the last second's arrivals.
+    pub(super) fn enter(&self) {
+        let mut inner = self.lock();
+        let now = std::time::Instant::now();
+        inner.in_flight += 1;
+        inner.peak_in_flight = inner.peak_in_flight.max(inner.in_flight);
+        while inner
+            .arrivals
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            inner.arrivals.pop_front();
+        }
+        inner.arrivals.push_back(now);
+        inner.peak_per_second = inner.peak_per_second.max(inner.arrivals.len() as u64);
+    }
+
+    /// An `/api` request ended (answered, failed or dropped).
+    pub(super) fn leave(&self) {
+        let mut inner = self.lock();
+        inner.in_flight = inner.in_flight.saturating_sub(1);
+    }
+
     // ----- faults -------------------------------------------------------
 
     /// Counts an `/api` request and picks (and consumes) the fault to apply.
@@ -719,6 +762,9 @@ impl Shared {
             counters: inner.counters.clone(),
             active_tokens: inner.tokens.values().filter(|exp| **exp > now).count(),
             faults: inner.faults.clone(),
+            in_flight: inner.in_flight,
+            peak_in_flight: inner.peak_in_flight,
+            peak_per_second: inner.peak_per_second,
         }
     }
 }

@@ -179,7 +179,7 @@ impl DeliveryStore for MemoryDeliveryStore {
                 return Ok(Begin::Started);
             }
         }
-        if !delivery::may_start(existing, now) {
+        if !delivery::may_begin(existing, record, now) {
             return Ok(Begin::Existing(existing.cloned().ok_or_else(|| {
                 StoreError::Corrupt("begin: no record and no start".into())
             })?));
@@ -202,7 +202,10 @@ impl DeliveryStore for MemoryDeliveryStore {
         if record.attempt != attempt {
             return Ok(false);
         }
-        if !matches!(record.state, DeliveryState::InProgress { .. }) {
+        if !matches!(
+            record.state,
+            DeliveryState::InProgress { .. } | DeliveryState::Queued { .. }
+        ) {
             // Our own identical finish, already applied (what a retried request sees on DynamoDB).
             return Ok(record.state == to.state && record.updated_at == now);
         }

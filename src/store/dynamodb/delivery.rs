@@ -13,8 +13,8 @@ use aws_sdk_dynamodb::Client;
 
 use super::item::{
     delivery_from_item, delivery_item, external_pk, is_expired, key_of, n, record_pk, s,
-    state_attrs, Item, ATTEMPT, DEADLINE, EXPIRES_AT, OPEN_VALUE, PAYOUT_ID, ROUTE, STATE,
-    UPDATED_AT,
+    state_attrs, Item, ACTION, ATTEMPT, DEADLINE, EXPIRES_AT, FINGERPRINT, OPEN_VALUE, PAYOUT_ID,
+    ROUTE, STATE, UPDATED_AT,
 };
 use super::{OPEN_ATTR, OPEN_AT_ATTR, OPEN_INDEX, PK, TTL_ATTR};
 use crate::aws::sdk_error;
@@ -25,8 +25,13 @@ use crate::ports::{
 
 /// The condition of every write that starts a record (`begin`, `record_cancellation`): the
 /// rule `domain::delivery::may_start` in DynamoDB's words. Nothing there; or FAILED; or settled
-/// and past its expiry (only settled records carry a `ttl`).
-const MAY_START: &str = "attribute_not_exists(#pk) OR #state = :failed OR #ttl <= :now";
+/// and past its expiry (only settled records carry a `ttl`); or QUEUED past its deadline.
+const MAY_START: &str = "attribute_not_exists(#pk) OR #state = :failed OR #ttl <= :now \
+    OR (#state = :queued AND #deadline < :now)";
+/// Added to [`MAY_START`] when the worker begins a queued command (`domain::delivery::is_claim`):
+/// a QUEUED record of the same route, action and payload.
+const CLAIM: &str =
+    " OR (#state = :queued AND #route = :route AND #fingerprint = :fp AND #action = :action)";
 
 /// How often `begin` re-tries its conditional put when the record it collided with vanished
 /// before it could be read, and how often `finish`/`resolve` re-try a transaction cancelled by a
@@ -148,8 +153,22 @@ impl DynamoDeliveryStore {
         record: &DeliveryRecord,
         now: i64,
     ) -> Result<Option<Option<DeliveryRecord>>, StoreError> {
-        let mut cond = Expr::with_condition(MAY_START).names_for(&[PK, STATE, TTL_ATTR]);
-        cond.value(":now", n(now)).value(":failed", s("FAILED"));
+        let claim = matches!(record.state, DeliveryState::InProgress { .. });
+        let condition = if claim {
+            format!("{MAY_START}{CLAIM}")
+        } else {
+            MAY_START.to_string()
+        };
+        let mut cond = Expr::with_condition(&condition).names_for(&[PK, STATE, TTL_ATTR, DEADLINE]);
+        cond.value(":now", n(now))
+            .value(":failed", s("FAILED"))
+            .value(":queued", s("QUEUED"));
+        if claim {
+            cond = cond.names_for(&[ROUTE, FINGERPRINT, ACTION]);
+            cond.value(":route", s(record.route.as_str()))
+                .value(":fp", s(record.fingerprint.as_str()))
+                .value(":action", s(record.action.as_str()));
+        }
         for round in 0..=MAX_RACE_RETRIES {
             let result = self
                 .client
@@ -186,7 +205,9 @@ impl DynamoDeliveryStore {
                 }
             };
             // Gone, expired or FAILED between the put and the read: try the put again.
-            if delivery::may_start(current.as_ref(), now) && current.as_ref() != Some(record) {
+            if delivery::may_begin(current.as_ref(), record, now)
+                && current.as_ref() != Some(record)
+            {
                 continue;
             }
             return Ok(Some(current));
@@ -302,7 +323,7 @@ impl DeliveryStore for DynamoDeliveryStore {
         }
     }
 
-    /// 1 UpdateItem. Condition: IN_PROGRESS and `attempt` matches.
+    /// 1 UpdateItem. Condition: IN_PROGRESS (or QUEUED) and `attempt` matches.
     async fn finish(
         &self,
         id: RecordId<'_>,
@@ -310,9 +331,12 @@ impl DeliveryStore for DynamoDeliveryStore {
         to: &Transition,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let mut cond = Expr::with_condition("#state = :in_progress AND #attempt = :attempt")
-            .names_for(&[STATE, ATTEMPT]);
+        let mut cond = Expr::with_condition(
+            "(#state = :in_progress OR #state = :queued) AND #attempt = :attempt",
+        )
+        .names_for(&[STATE, ATTEMPT]);
         cond.value(":in_progress", s("IN_PROGRESS"))
+            .value(":queued", s("QUEUED"))
             .value(":attempt", s(attempt));
         self.transition("finish", id, to, cond, now, |current| {
             current.attempt == attempt && current.state == to.state && current.updated_at == now

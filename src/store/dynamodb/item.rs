@@ -167,6 +167,10 @@ pub(crate) fn state_attrs(state: &DeliveryState) -> StateAttrs {
                 remove: vec![DEADLINE, REASON, OPEN_ATTR, OPEN_AT_ATTR],
             }
         }
+        DeliveryState::Queued { deadline } => StateAttrs {
+            set: vec![(STATE, name), (DEADLINE, n(deadline))],
+            remove: vec![STATUS, BODY, REASON, TTL_ATTR, OPEN_ATTR, OPEN_AT_ATTR],
+        },
         DeliveryState::Cancelled => StateAttrs {
             set: vec![(STATE, name)],
             remove: vec![DEADLINE, STATUS, BODY, REASON, OPEN_ATTR, OPEN_AT_ATTR],
@@ -223,6 +227,9 @@ pub(crate) fn delivery_from_item(item: &Item) -> Result<DeliveryRecord, StoreErr
             reason: get_s(item, pk, REASON)?.to_string(),
         },
         "CANCELLED" => DeliveryState::Cancelled,
+        "QUEUED" => DeliveryState::Queued {
+            deadline: get_n(item, pk, DEADLINE)?,
+        },
         other => return Err(corrupt(pk, format!("unknown state {other:?}"))),
     };
     let action = match get_s(item, pk, ACTION)? {
