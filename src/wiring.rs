@@ -80,6 +80,11 @@ pub fn dynamo_stores(
 /// Builds the bridge for `mode` from the settings and the routes file.
 pub async fn bridge(settings: &Settings, mode: Mode) -> Result<Bridge, ConfigError> {
     let routes = routes_file(settings)?;
+    // The function compiles each filter on its route's first delivery (the embedded routes are
+    // checked by a test and `check-config`); a local server refuses a broken file at once.
+    if mode == Mode::Serve {
+        routes.check_filters()?;
+    }
     let local = mode == Mode::Serve || lambda_local_state();
     if mode == Mode::Lambda && !local {
         if settings.table.is_none() {
