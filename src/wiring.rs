@@ -111,14 +111,13 @@ pub async fn bridge(settings: &Settings, mode: Mode) -> Result<Bridge, ConfigErr
         .panel_url
         .clone()
         .ok_or_else(|| ConfigError("PANEL_URL is not set: the panel's base URL".into()))?;
-    // Building the client loads the system CA store (~3 ms, measured in docs/BENCHMARKS.md):
-    // do it on a blocking thread while the routes and AWS clients are set up.
-    let panel_config = PanelClientConfig {
+    // Compiled-in CA roots: building the client takes microseconds (no system store to parse).
+    let panel = PanelClient::new(&PanelClientConfig {
         base_url: panel_url,
         connect_timeout: settings.panel_connect_timeout,
         request_timeout: settings.panel_request_timeout,
-    };
-    let panel = tokio::task::spawn_blocking(move || PanelClient::new(&panel_config));
+    })
+    .map_err(|e| ConfigError(e.to_string()))?;
 
     let sdk = if settings.table.is_some() || uses_secrets_manager(settings, &routes) {
         Some(crate::aws::sdk_config().await)
@@ -142,10 +141,6 @@ pub async fn bridge(settings: &Settings, mode: Mode) -> Result<Bridge, ConfigErr
     };
     let secrets = secret_source(sdk.as_ref());
     let built = build::build_routes(&routes, secrets.as_ref()).await?;
-    let panel = panel
-        .await
-        .map_err(|e| ConfigError(format!("building the panel client failed: {e}")))?
-        .map_err(|e| ConfigError(e.to_string()))?;
     Ok(build::bridge(
         settings,
         built,
