@@ -87,6 +87,11 @@ struct Args {
     /// Print one JSON line per target instead of a table.
     #[arg(long)]
     json: bool,
+    /// A directory with an earlier build (`payout-bridge`, `hello_lambda`): adds `… (before)`
+    /// targets (hello, bridge-memory and, with --table, bridge-dynamodb) to the same run, so
+    /// that before and after take turns under the same load.
+    #[arg(long)]
+    before: Option<PathBuf>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -408,6 +413,29 @@ async fn main() -> anyhow::Result<()> {
                 expect_status: 201,
             });
         }
+    }
+
+    if let Some(dir) = &args.before {
+        let old_bridge = dir.join("payout-bridge");
+        let mut before: Vec<Target> = Vec::new();
+        for t in &targets {
+            let path = match t.label {
+                "hello" => dir.join("hello_lambda"),
+                "bridge-memory" | "bridge-dynamodb" => old_bridge.clone(),
+                _ => continue,
+            };
+            before.push(Target {
+                label: match t.label {
+                    "hello" => "hello (before)",
+                    "bridge-memory" => "bridge-memory (before)",
+                    _ => "bridge-dynamodb (before)",
+                },
+                path,
+                env: t.env.clone(),
+                expect_status: t.expect_status,
+            });
+        }
+        targets.extend(before);
     }
 
     let stub = Arc::new(Stub::default());

@@ -6,7 +6,9 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"
-REL="$ROOT/target/release"
+# The release binaries: cargo's target directory (CARGO_TARGET_DIR is honoured), or BENCH_REL (a
+# copy, e.g. when the target directory is shared with other builds that may overwrite them).
+REL="${BENCH_REL:-${CARGO_TARGET_DIR:-$ROOT/target}/release}"
 BENCH_TMP="$ROOT/.tmp/bench"
 mkdir -p "$BENCH_TMP"
 VENV="$ROOT/.venv"
@@ -35,13 +37,15 @@ bench_machine() {
 }
 
 # One release build of the binaries and the benchmark programs (skip with BENCH_NO_BUILD=1).
+# Arguments: the files under $REL the script needs (default: all of them).
 bench_build() {
     if [ -z "${BENCH_NO_BUILD:-}" ]; then
         echo "==> cargo build --release --examples --bins"
         cargo build --release --examples --bins
     fi
-    local f
-    for f in payout-bridge panel-sim examples/loadgen examples/coldstart examples/roundtrips examples/hello_lambda; do
+    local f files=("$@")
+    [ ${#files[@]} -gt 0 ] || files=(payout-bridge panel-sim examples/loadgen examples/coldstart examples/roundtrips examples/hello_lambda)
+    for f in "${files[@]}"; do
         [ -x "$REL/$f" ] || { echo "missing $REL/$f: run cargo build --release --examples --bins" >&2; exit 1; }
     done
 }
