@@ -6,9 +6,9 @@
 #
 #   scripts/bench-coldstart.sh              # RUNS=20 per target
 #   RUNS=10 BENCH_NO_BUILD=1 scripts/bench-coldstart.sh
-#   BENCH_BEFORE=DIR scripts/bench-coldstart.sh   # DIR/payout-bridge, DIR/hello_lambda: an earlier
-#                                                 # build, measured in the same run ("(before)")
-#   BENCH_REL=DIR                                 # binaries from DIR instead of the target dir
+#   BENCH_BEFORE="DIR …" scripts/bench-coldstart.sh  # DIR/payout-bridge (and DIR/hello_lambda):
+#                                  # other builds, measured in the same run as "target (DIR name)"
+#   BENCH_REL=DIR                  # binaries from DIR instead of the target directory
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 RUNS="${RUNS:-20}"
@@ -18,10 +18,11 @@ bench_machine
 echo "binary sizes (release profile, stripped):"
 BEFORE_ARGS=()
 SIZES=("$REL/payout-bridge" "$REL/examples/hello_lambda")
-if [ -n "${BENCH_BEFORE:-}" ]; then
-    BEFORE_ARGS=(--before "$BENCH_BEFORE")
-    SIZES+=("$BENCH_BEFORE/payout-bridge" "$BENCH_BEFORE/hello_lambda")
-fi
+for dir in ${BENCH_BEFORE:-}; do
+    BEFORE_ARGS+=(--before "$dir")
+    SIZES+=("$dir/payout-bridge")
+    [ -e "$dir/hello_lambda" ] && SIZES+=("$dir/hello_lambda")
+done
 ls -lL "${SIZES[@]}" | awk '{printf "  %-50s %10d bytes (%.2f MiB)\n", $9, $5, $5/1048576}'
 start_sim
 start_moto
