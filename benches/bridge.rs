@@ -278,7 +278,7 @@ fn pieces(c: &mut Criterion) {
 }
 
 /// The panel client as `service::environment::bridge` builds it (`ServiceBuilder::panel_client`
-/// on the default timeouts; reqwest + rustls: loads the system roots). The settings are read
+/// on the default timeouts; reqwest + rustls: compiled-in CA roots). The settings are read
 /// once, outside the timed part.
 fn panel_client() -> Result<PanelClient, payout_bridge::config::ConfigError> {
     static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
@@ -289,9 +289,9 @@ fn panel_client() -> Result<PanelClient, payout_bridge::config::ConfigError> {
     ServiceBuilder::panel_client(settings)
 }
 
-/// Start-up pieces of the bridge (paid on every cold start): reading the routes file,
-/// building the routes (secrets from the environment, verifiers, jq filters compiled), one jq
-/// compile, and the panel's HTTP client.
+/// Start-up pieces of the bridge, warm (`examples/init_pieces.rs` measures them cold): reading
+/// the routes file, building the routes (secrets from the environment, verifiers; the jq
+/// filters compile on first use), one jq compile, and the panel's HTTP client.
 fn init(c: &mut Criterion) {
     let rt = runtime();
     let path = std::path::Path::new("events/routes.yaml");
@@ -314,8 +314,9 @@ fn init(c: &mut Criterion) {
         b.iter(|| Filter::compile(black_box(&payroll_source)))
     });
     g.bench_function("panel-client/new", |b| b.iter(panel_client));
-    // The proposed start-up change (docs/BENCHMARKS.md): build the panel client on a blocking
-    // thread while the routes are built, instead of one after the other (2 worker threads).
+    // The earlier start-up change (docs/BENCHMARKS.md): the panel client on a blocking thread
+    // while the routes are built (2 worker threads). With compiled-in roots the client costs
+    // microseconds and `wiring` builds it inline; kept to show the difference is gone.
     let mt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

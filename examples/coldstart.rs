@@ -87,6 +87,11 @@ struct Args {
     /// Print one JSON line per target instead of a table.
     #[arg(long)]
     json: bool,
+    /// A directory with another build (`payout-bridge`, and `hello_lambda` if present): adds
+    /// `… (DIRNAME)` targets (hello and the bridge targets) to the
+    /// same run, so that they take turns with the others under the same load. Repeatable.
+    #[arg(long)]
+    before: Vec<PathBuf>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -195,7 +200,7 @@ fn stub_router(stub: Arc<Stub>) -> Router {
 // Targets and runs
 
 struct Target {
-    label: &'static str,
+    label: String,
     path: PathBuf,
     env: Vec<(String, String)>,
     expect_status: u64,
@@ -226,6 +231,20 @@ fn make_event(base: &Value, tag: &str) -> (String, Vec<u8>) {
         }
     }
     (id, serde_json::to_vec(&ev).unwrap_or_default())
+}
+
+/// A label as a function or file name: letters, digits, `-` and `_`.
+fn file_name(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn peak_rss_kb(pid: Option<u32>) -> Option<u64> {
@@ -265,7 +284,7 @@ async fn measure(
         }
     }
     cmd.env("AWS_LAMBDA_RUNTIME_API", api)
-        .env("AWS_LAMBDA_FUNCTION_NAME", target.label)
+        .env("AWS_LAMBDA_FUNCTION_NAME", file_name(&target.label))
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
@@ -361,19 +380,19 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut targets = vec![
         Target {
-            label: "hello",
+            label: "hello".into(),
             path: args.hello.clone(),
             env: vec![],
             expect_status: 200,
         },
         Target {
-            label: "hello-raw",
+            label: "hello-raw".into(),
             path: args.hello.clone(),
             env: vec![("HELLO_RAW".into(), "1".into())],
             expect_status: 200,
         },
         Target {
-            label: "bridge-memory",
+            label: "bridge-memory".into(),
             path: args.bridge.clone(),
             env: with(&[
                 ("BRIDGE_LOCAL_STATE", "memory"),
@@ -395,20 +414,47 @@ async fn main() -> anyhow::Result<()> {
             ])
         };
         targets.push(Target {
-            label: "bridge-dynamodb",
+            label: "bridge-dynamodb".into(),
             path: args.bridge.clone(),
             env: dynamo(&args.config),
             expect_status: 201,
         });
         if args.embedded {
             targets.push(Target {
-                label: "bridge-dynamodb-smroutes",
+                label: "bridge-dynamodb-smroutes".into(),
                 path: args.bridge.clone(),
                 env: dynamo("embedded"),
                 expect_status: 201,
             });
         }
     }
+
+    let mut earlier: Vec<Target> = Vec::new();
+    for dir in &args.before {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "before".into());
+        for t in &targets {
+            let path = match t.label.as_str() {
+                "hello" => dir.join("hello_lambda"),
+                "bridge-memory" | "bridge-dynamodb" | "bridge-dynamodb-smroutes" => {
+                    dir.join("payout-bridge")
+                }
+                _ => continue,
+            };
+            if !path.exists() {
+                continue;
+            }
+            earlier.push(Target {
+                label: format!("{} ({name})", t.label),
+                path,
+                env: t.env.clone(),
+                expect_status: t.expect_status,
+            });
+        }
+    }
+    targets.extend(earlier);
 
     let stub = Arc::new(Stub::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -422,8 +468,10 @@ async fn main() -> anyhow::Result<()> {
     // Round 0 is the unmeasured warm-up (binaries into the page cache).
     for round in 0..=args.runs {
         for (i, t) in targets.iter().enumerate() {
-            let log = args.log_dir.join(format!("coldstart-{}.log", t.label));
-            let tag = format!("{run}-{}-{round}", t.label);
+            let log = args
+                .log_dir
+                .join(format!("coldstart-{}.log", file_name(&t.label)));
+            let tag = format!("{run}-{}-{round}", file_name(&t.label));
             let s = measure(&stub, &api, t, &base_event, args.invokes, &tag, &log).await?;
             if round > 0 {
                 samples[i].push(s);
@@ -440,7 +488,7 @@ async fn main() -> anyhow::Result<()> {
             args.runs, args.invokes
         );
         println!(
-            "{:<26} {:>10} {:>10} {:>9} {:>10} {:>11} {:>11} {:>9} {:>10}",
+            "{:<34} {:>10} {:>10} {:>9} {:>10} {:>11} {:>11} {:>9} {:>10}",
             "target",
             "cold p50",
             "cold p90",
@@ -486,7 +534,7 @@ async fn main() -> anyhow::Result<()> {
             );
         } else {
             println!(
-                "{:<26} {:>10.2} {:>10.2} {:>9.2} {:>10.2} {:>11.2} {:>11.2} {:>9.1} {:>10.2}",
+                "{:<34} {:>10.2} {:>10.2} {:>9.2} {:>10.2} {:>11.2} {:>11.2} {:>9.1} {:>10.2}",
                 t.label,
                 cold50,
                 cold90,

@@ -7,9 +7,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"
 # BENCH_PROFILE=debug runs the debug build instead (round-trip counts do not depend on the
-# profile; timings do, so figures for the record come from release).
+# profile; timings do, so figures for the record come from release). CARGO_TARGET_DIR is
+# honoured; BENCH_REL names a copy of the binaries instead (e.g. when the target directory is
+# shared with other builds that may overwrite them).
 BENCH_PROFILE="${BENCH_PROFILE:-release}"
-REL="$ROOT/target/$BENCH_PROFILE"
+REL="${BENCH_REL:-${CARGO_TARGET_DIR:-$ROOT/target}/$BENCH_PROFILE}"
 BENCH_TMP="$ROOT/.tmp/bench"
 mkdir -p "$BENCH_TMP"
 VENV="$ROOT/.venv"
@@ -38,6 +40,7 @@ bench_machine() {
 }
 
 # One release build of the binaries and the benchmark programs (skip with BENCH_NO_BUILD=1).
+# Arguments: the files under $REL the script needs (default: all of them).
 bench_build() {
     if [ -z "${BENCH_NO_BUILD:-}" ]; then
         local profile_flag=(--release)
@@ -45,8 +48,9 @@ bench_build() {
         echo "==> cargo build ${profile_flag[*]} --examples --bins"
         cargo build "${profile_flag[@]}" --examples --bins
     fi
-    local f
-    for f in payout-bridge panel-sim examples/loadgen examples/coldstart examples/roundtrips examples/hello_lambda; do
+    local f files=("$@")
+    [ ${#files[@]} -gt 0 ] || files=(payout-bridge panel-sim examples/loadgen examples/coldstart examples/roundtrips examples/hello_lambda)
+    for f in "${files[@]}"; do
         [ -x "$REL/$f" ] || { echo "missing $REL/$f: run cargo build --release --examples --bins" >&2; exit 1; }
     done
 }

@@ -149,3 +149,204 @@ async fn expired_token_is_refreshed_and_a_revoked_one_costs_one_authenticate() {
     assert_eq!(counter(&state, "tokenRejected"), 1, "{state}");
     assert_eq!(payouts(&state).len(), 5);
 }
+
+// ---- TLS: which panel certificates the client trusts ------------------------------------------
+//
+// The client trusts the CA roots compiled into the binary (webpki-roots), not the system store.
+// There is no internet here, so "a panel with a certificate from a public CA verifies" is shown
+// with real chains of public sites (tests/fixtures/tls/README.md), verified against the
+// compiled-in roots exactly as the TLS handshake does, and end to end with a loopback TLS
+// server: refused while its CA is unknown, accepted once that CA is added as an extra root.
+
+mod tls {
+    use super::*;
+    use payout_bridge::panel::client::root_store;
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    fn fixture(name: &str) -> CertificateDer<'static> {
+        let path = format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"));
+        CertificateDer::from(std::fs::read(&path).expect(&path))
+    }
+
+    /// 2026-08-12 10:23 UTC: inside the validity of both fixture chains.
+    fn fixture_time() -> UnixTime {
+        UnixTime::since_unix_epoch(Duration::from_secs(1_786_530_173))
+    }
+
+    fn verify(
+        roots: rustls::RootCertStore,
+        chain: &[CertificateDer<'static>],
+        name: &str,
+    ) -> Result<(), rustls::Error> {
+        let verifier = WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        )
+        .build()
+        .expect("verifier");
+        verifier
+            .verify_server_cert(
+                &chain[0],
+                &chain[1..],
+                &ServerName::try_from(name.to_string()).expect("name"),
+                &[],
+                fixture_time(),
+            )
+            .map(|_| ())
+    }
+
+    #[test]
+    fn compiled_in_roots_verify_real_public_chains() {
+        let le: Vec<_> = (1..=4)
+            .map(|i| fixture(&format!("letsencrypt_org_valid_{i}.crt")))
+            .collect();
+        let aws: Vec<_> = (1..=3)
+            .map(|i| fixture(&format!("aws_amazon_com_valid_{i}.crt")))
+            .collect();
+        verify(root_store(&[]).unwrap(), &le, "letsencrypt.org").expect("letsencrypt.org");
+        verify(root_store(&[]).unwrap(), &aws, "aws.amazon.com").expect("aws.amazon.com");
+        // the chain is checked against the name...
+        assert!(verify(root_store(&[]).unwrap(), &aws, "panel.example.com").is_err());
+        // ...and against the roots: trusting only a private CA, the same chain is refused
+        let mut private_only = rustls::RootCertStore::empty();
+        private_only.add(private_ca().0).unwrap();
+        let err = verify(private_only, &le, "letsencrypt.org").unwrap_err();
+        assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    }
+
+    #[test]
+    fn compiled_in_roots_include_the_common_public_roots() {
+        let roots = root_store(&[]).unwrap();
+        assert!(roots.len() > 100, "{} roots", roots.len());
+        for cn in [
+            "ISRG Root X1",
+            "ISRG Root X2",
+            "Amazon Root CA 1",
+            "DigiCert Global Root G2",
+            "GTS Root R1",
+        ] {
+            assert!(
+                roots.roots.iter().any(|a| a
+                    .subject
+                    .as_ref()
+                    .windows(cn.len())
+                    .any(|w| w == cn.as_bytes())),
+                "{cn} is not among the compiled-in roots"
+            );
+        }
+    }
+
+    /// A CA of our own (unknown to everyone) and a certificate it signed for 127.0.0.1.
+    fn private_ca() -> (CertificateDer<'static>, CertificateDer<'static>, Vec<u8>) {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "payout-bridge test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "panel.test");
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (
+            ca_cert.der().clone(),
+            cert.der().clone(),
+            key.serialize_der(),
+        )
+    }
+
+    /// A loopback HTTPS server presenting `cert` that answers each request with a panel token;
+    /// its URL. The thread ends with the test process.
+    fn tls_panel(cert: CertificateDer<'static>, key: Vec<u8>) -> String {
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert],
+            rustls::pki_types::PrivatePkcs8KeyDer::from(key).into(),
+        )
+        .unwrap();
+        let config = Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "https://127.0.0.1:{}",
+            listener.local_addr().unwrap().port()
+        );
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().flatten() {
+                let config = config.clone();
+                std::thread::spawn(move || {
+                    let conn = rustls::ServerConnection::new(config).unwrap();
+                    let mut tls = rustls::StreamOwned::new(conn, tcp);
+                    // read the request head and body (small), then answer
+                    let mut buf = vec![0u8; 8192];
+                    let mut got = Vec::new();
+                    while let Ok(n) = tls.read(&mut buf) {
+                        if n == 0 {
+                            return; // handshake refused by the client, or closed
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                        if got.windows(4).any(|w| w == b"\r\n\r\n") && got.ends_with(b"}") {
+                            break;
+                        }
+                    }
+                    let body = r#"{"token":"tls-token"}"#;
+                    let _ = write!(
+                        tls,
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.flush();
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                });
+            }
+        });
+        url
+    }
+
+    fn config(url: &str) -> PanelClientConfig {
+        PanelClientConfig {
+            base_url: url.to_string(),
+            connect_timeout: Duration::from_millis(2000),
+            request_timeout: Duration::from_millis(4000),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panel_whose_ca_is_unknown_is_refused_and_nothing_is_sent() {
+        let (_ca, cert, key) = private_ca();
+        let url = tls_panel(cert, key);
+        let p = PanelClient::new(&config(&url)).unwrap();
+        match p.authenticate(&Secret::new("pw")).await {
+            PanelOutcome::NotSent(reason) => {
+                assert!(reason.contains("UnknownIssuer"), "{reason}")
+            }
+            other => panic!("expected NotSent, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panel_whose_ca_is_added_as_an_extra_root_is_trusted() {
+        let (ca, cert, key) = private_ca();
+        let url = tls_panel(cert, key);
+        let p = PanelClient::with_extra_roots(&config(&url), &[ca]).unwrap();
+        match p.authenticate(&Secret::new("pw")).await {
+            PanelOutcome::Done(token) => assert_eq!(token.expose(), "tls-token"),
+            other => panic!("expected the token, got {other:?}"),
+        }
+    }
+}

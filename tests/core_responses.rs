@@ -321,3 +321,29 @@ async fn a_cancel_left_in_progress_by_a_dead_invocation_is_released_not_held() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn a_filter_that_does_not_compile_is_500_on_first_delivery_and_sends_nothing() {
+    // Filters are compiled on their route's first delivery: a broken one (which
+    // `check-config` refuses) must answer a retryable error, not a 400, not a panic, and
+    // record nothing, so that the sender's retry after the fix creates the payout.
+    let routes = format!(
+        "{TEST_ROUTES}  - name: broken\n    action: create\n    auth:\n      scheme: api-key\n      secrets: [env:PAYOUTS_KEY]\n    map: '{{amount: .net | nosuchfilter}}'\n"
+    );
+    let sim = panel_sim(&[]);
+    let b = start_bridge(&sim.url, "sim-password", &routes, &[]).await;
+    for _ in 0..2 {
+        let (s, v, _) = body(post_hook(&b.url, "broken", &create_body("p-40", "1.00")).await).await;
+        assert_error(s, &v, 500, "INTERNAL");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("map filter does not compile") && message.contains("safe to retry"),
+            "{v}"
+        );
+    }
+    let state = sim_state(&sim).await;
+    assert!(payouts(&state).is_empty(), "{state}");
+    // The other routes are unaffected.
+    let (s, v, _) = body(post_hook(&b.url, "payouts", &create_body("p-41", "1.00")).await).await;
+    assert_eq!(s, 201, "{v}");
+}

@@ -512,6 +512,21 @@ fn check_config_names_the_route_and_field_of_a_broken_file() {
 }
 
 #[test]
+fn every_filter_of_the_embedded_and_local_routes_compiles() {
+    // The bridge compiles a route's filter on its first delivery, so nothing at start-up would
+    // refuse a broken one: this test (and `check-config`) is what keeps one from shipping in
+    // the binary (`BRIDGE_CONFIG=embedded`).
+    use payout_bridge::config::routes::RoutesFile;
+    let embedded =
+        RoutesFile::parse(payout_bridge::service::EMBEDDED_ROUTES, "infra/routes.yaml").unwrap();
+    let local = RoutesFile::parse(&routes_yaml(), "events/routes.yaml").unwrap();
+    for file in [&embedded, &local] {
+        file.check_filters().unwrap();
+        assert!(file.routes.iter().filter(|r| r.map.is_some()).count() >= 4);
+    }
+}
+
+#[test]
 fn the_deployed_routes_file_matches_the_local_one_but_for_secrets() {
     use payout_bridge::config::routes::RoutesFile;
     let local = RoutesFile::parse(&routes_yaml(), "events/routes.yaml").unwrap();

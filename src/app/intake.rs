@@ -83,6 +83,15 @@ fn map_body(filter: &Filter, headers: &Headers, body: &[u8]) -> Result<Vec<Value
         MapError::InvalidInput { message } => {
             BridgeError::invalid(format!("body is not valid JSON: {message}"))
         }
+        // A filter is compiled on its route's first delivery: a broken one is the bridge's
+        // configuration, not the sender's fault. Nothing was recorded yet; a retry is safe.
+        MapError::Compile { message } => {
+            tracing::error!(error = %message, "the route's map filter does not compile: fix the routes file (payout-bridge check-config)");
+            BridgeError::new(
+                ErrorKind::Internal,
+                "the route's map filter does not compile (a configuration error at the bridge); the delivery was not processed, it is safe to retry",
+            )
+        }
         other => BridgeError::invalid(format!("the route's map filter failed: {other}")),
     };
     match kind {

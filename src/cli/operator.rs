@@ -23,6 +23,8 @@ pub async fn check_config(file: Option<PathBuf>) -> anyhow::Result<()> {
     payout_bridge::telemetry::init_logs(false);
     let settings = Settings::from_env()?;
     let routes = routes_from(file, &settings)?;
+    // The bridge compiles a route's filter on its first delivery: compile them all here.
+    routes.check_filters()?;
     let needs_aws = environment::routes_use_secrets_manager(&routes);
     let sdk = if needs_aws {
         Some(payout_bridge::aws::sdk_config().await)

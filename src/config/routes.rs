@@ -6,6 +6,7 @@ use super::ConfigError;
 use crate::domain::queue::RouteMode;
 use crate::domain::Action;
 use crate::inbound::auth::AuthConfig;
+use crate::mapping::Filter;
 use serde::Deserialize;
 
 /// One `routes:` entry.
@@ -73,6 +74,20 @@ impl RoutesFile {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("{origin}: cannot read the routes file: {e}")))?;
         Self::parse(&text, &origin)
+    }
+
+    /// Compiles every route's `map` filter now and names the route of the first that does not
+    /// compile. The bridge itself compiles a filter on the route's first delivery
+    /// ([`Filter::lazy`]); `check-config` and the test of the embedded routes call this so that a
+    /// broken filter is refused before it ships.
+    pub fn check_filters(&self) -> Result<(), ConfigError> {
+        for r in &self.routes {
+            if let Some(src) = r.map.as_deref() {
+                Filter::check(src)
+                    .map_err(|e| ConfigError(format!("route `{}`, field map: {e}", r.name)))?;
+            }
+        }
+        Ok(())
     }
 
     fn check(&self, origin: &str) -> Result<(), ConfigError> {
@@ -195,6 +210,20 @@ routes:
         assert!(RoutesFile::parse(&plain_http, "r.yaml").is_err());
         let bad_mode = GOOD.replace("action: create", "action: create\n    mode: later");
         assert!(RoutesFile::parse(&bad_mode, "r.yaml").is_err());
+    }
+
+    #[test]
+    fn check_filters_names_the_route_of_a_filter_that_does_not_compile() {
+        let f = RoutesFile::parse(GOOD, "routes.yaml").unwrap();
+        f.check_filters().unwrap();
+        let bad = GOOD.replace("map: \".\"", "map: \"{a: nosuchfilter}\"");
+        // parsing does not compile filters: that is check_filters' job
+        let f = RoutesFile::parse(&bad, "routes.yaml").unwrap();
+        let e = f.check_filters().unwrap_err().0;
+        assert!(
+            e.contains("route `voids`, field map") && e.contains("nosuchfilter"),
+            "{e}"
+        );
     }
 
     #[test]

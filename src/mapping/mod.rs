@@ -1,7 +1,19 @@
 //! Mapping a sender's JSON payload to canonical commands with a jq filter.
 //!
-//! A [`Filter`] is compiled once (at start-up, from configuration) and then run
-//! on every delivery. Each output of the filter is one command (a JSON value).
+//! A [`Filter`] is compiled once and then run on every delivery. Each output of
+//! the filter is one command (a JSON value).
+//!
+//! # When a filter is compiled
+//!
+//! Compiling a filter loads jaq's standard library with it (~0.4 ms each in
+//! release). [`Filter::lazy`] keeps only the source and compiles on first use,
+//! at most once (behind a `OnceLock`, shared by clones), so a cold start pays
+//! nothing for routes it does not serve. A filter that does not compile then
+//! answers [`MapError::Compile`] on every run (never a panic). Configuration
+//! that must not reach production with a broken filter is checked ahead with
+//! [`Filter::check`] / [`Filter::compile_now`] (`payout-bridge check-config`,
+//! and a test for the routes file compiled into the binary).
+//! [`Filter::compile`] compiles at once and reports errors right away.
 //! Filters are executed with [jaq](https://docs.rs/jaq-core), a jq clone, with
 //! the jaq core, standard-library and JSON definitions loaded, so filters such as
 //! `.a | tostring`, `select`, `map`, `to_entries`, `@base64`, `ascii_downcase`,
@@ -46,7 +58,8 @@ pub use form::form_to_json;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, OnceLock};
 
 use jaq_core::data::JustLut;
 use jaq_core::load::{Arena, File, Loader};
@@ -117,7 +130,8 @@ fn fmt_halt_message(message: &Option<String>) -> String {
     }
 }
 
-/// A compiled jq mapping filter.
+/// A jq mapping filter: its source, compiled at once ([`Filter::compile`]) or
+/// on first use ([`Filter::lazy`]).
 ///
 /// `Filter` is `Send + Sync + 'static`: jaq's compiled filter is a lookup table
 /// of terms (plain data) and native-function *pointers*, and holds no
@@ -126,10 +140,11 @@ fn fmt_halt_message(message: &Option<String>) -> String {
 /// which use `Rc`) are created and dropped inside one call to [`Filter::run`].
 #[derive(Clone)]
 pub struct Filter {
-    source: String,
+    source: Arc<str>,
     identity: bool,
-    /// shared, so that cloning a `Filter` is cheap
-    compiled: Arc<JaqFilter>,
+    /// the compiled filter, or why it does not compile; filled once, shared by
+    /// clones (so cloning a `Filter` is cheap and compiles nothing)
+    compiled: Arc<OnceLock<Result<JaqFilter, MapError>>>,
 }
 
 // `Filter` is shared across tokio tasks: fail the build if it ever stops being
@@ -143,62 +158,71 @@ impl fmt::Debug for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Filter")
             .field("source", &self.source)
+            .field("compiled", &self.is_compiled())
             .finish_non_exhaustive()
     }
 }
 
 impl Filter {
-    /// Compile a jq filter, with jaq's core, std and JSON definitions and the
-    /// global variable `$headers`.
+    /// Compile a jq filter now, with jaq's core, std and JSON definitions and
+    /// the global variable `$headers`.
     pub fn compile(source: &str) -> Result<Filter, MapError> {
-        let identity = source.trim() == ".";
-        let defs = jaq_core::defs()
-            .chain(jaq_std::defs())
-            .chain(jaq_json::defs());
-        let std_funs = jaq_std::funs::<Data>()
-            .filter(|(name, _, _)| !EXCLUDED_NATIVES.contains(name))
-            .filter(|(name, _, _)| *name != "stderr_empty")
-            .chain([native::run::<Data>((
-                "stderr_empty",
-                native::v(0),
-                capture_stderr as RunPtr<Data>,
-            ))]);
-        let funs = jaq_core::funs::<Data>()
-            .chain(std_funs)
-            .chain(jaq_json::funs::<Data>());
+        let filter = Filter::lazy(source);
+        filter.compile_now()?;
+        Ok(filter)
+    }
 
-        let arena = Arena::default();
-        let file = File {
-            code: source,
-            path: (),
-        };
-        let modules = Loader::new(defs)
-            .load(&arena, file)
-            .map_err(|errs| MapError::Compile {
-                message: compile_error::load_errors(source, &errs),
-            })?;
-        let compiled = jaq_core::Compiler::default()
-            .with_funs(funs)
-            .with_global_vars([HEADERS_VAR])
-            .compile(modules)
-            .map_err(|errs| MapError::Compile {
-                message: compile_error::compile_errors(source, &errs),
-            })?;
-        Ok(Filter {
-            source: source.to_owned(),
+    /// A filter compiled on its first run (or [`Filter::compile_now`]), at most
+    /// once. Nothing is checked here: a source that does not compile makes every
+    /// run answer [`MapError::Compile`]. The identity `.` never needs compiling.
+    pub fn lazy(source: &str) -> Filter {
+        let identity = source.trim() == ".";
+        let compiled = Arc::new(OnceLock::new());
+        if identity {
+            // jaq's default filter is the identity term and needs no natives
+            let _ = compiled.set(Ok(JaqFilter::default()));
+        }
+        Filter {
+            source: Arc::from(source),
             identity,
-            compiled: Arc::new(compiled),
-        })
+            compiled,
+        }
+    }
+
+    /// Checks that `source` compiles (and throws the result away).
+    pub fn check(source: &str) -> Result<(), MapError> {
+        Filter::lazy(source).compile_now()
+    }
+
+    /// Compiles the filter now if that has not happened yet; the compile error,
+    /// if any (the same one every run of this filter answers).
+    pub fn compile_now(&self) -> Result<(), MapError> {
+        self.compiled().map(|_| ())
+    }
+
+    /// True once the filter has been compiled (successfully or not).
+    pub fn is_compiled(&self) -> bool {
+        self.compiled.get().is_some()
     }
 
     /// The identity filter `.`: every payload is one command, unchanged.
     pub fn identity() -> Filter {
-        Filter {
-            source: ".".to_owned(),
-            identity: true,
-            // jaq's default filter is the identity term and needs no natives
-            compiled: Arc::new(JaqFilter::default()),
-        }
+        Filter::lazy(".")
+    }
+
+    fn compiled(&self) -> Result<&JaqFilter, MapError> {
+        self.compiled
+            .get_or_init(|| {
+                // jaq is not expected to panic on any source, but a filter is
+                // compiled while a delivery waits: turn a panic into an error
+                catch_unwind(AssertUnwindSafe(|| compile_jaq(&self.source))).unwrap_or_else(|_| {
+                    Err(MapError::Compile {
+                        message: "the jq compiler failed on this filter (internal error)".into(),
+                    })
+                })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// True if the source trims to `.`; such a filter returns its input as is.
@@ -206,7 +230,7 @@ impl Filter {
         self.identity
     }
 
-    /// The filter's source text, as given to [`Filter::compile`].
+    /// The filter's source text, as given to [`Filter::compile`] or [`Filter::lazy`].
     pub fn source(&self) -> &str {
         &self.source
     }
@@ -247,6 +271,8 @@ impl Filter {
                 serde_json::from_slice::<Value>(body).map_err(|e| invalid(e.to_string()))?;
             return Ok(vec![value]);
         }
+        // a filter that does not compile is a configuration error, whatever the body
+        self.compile_now()?;
         // jaq's reader recurses without a limit (stack overflow on deep input);
         // serde_json's IgnoredAny does not check depth either
         if exceeds_depth(body, MAX_INPUT_DEPTH) {
@@ -267,6 +293,7 @@ impl Filter {
         input: Val,
         headers: &BTreeMap<String, String>,
     ) -> Result<Vec<Value>, MapError> {
+        let compiled = self.compiled()?;
         let headers = Val::obj(
             headers
                 .iter()
@@ -277,10 +304,10 @@ impl Filter {
                 .collect(),
         );
         LAST_STDERR.with(|s| s.borrow_mut().take());
-        let ctx = Ctx::<Data>::new(&self.compiled.lut, Vars::new([headers]));
+        let ctx = Ctx::<Data>::new(&compiled.lut, Vars::new([headers]));
         let mut outputs = Vec::new();
         // pull at most MAX_OUTPUTS + 1 items: the extra one tells "too many"
-        for item in self.compiled.id.run((ctx, input)) {
+        for item in compiled.id.run((ctx, input)) {
             let value = item.map_err(exception_to_error)?;
             if outputs.len() == MAX_OUTPUTS {
                 return Err(MapError::TooManyOutputs { limit: MAX_OUTPUTS });
@@ -293,6 +320,43 @@ impl Filter {
         }
         Ok(outputs)
     }
+}
+
+/// Compiles `source` with jaq's core, std and JSON definitions (minus
+/// [`EXCLUDED_NATIVES`]) and the global variable `$headers`.
+fn compile_jaq(source: &str) -> Result<JaqFilter, MapError> {
+    let defs = jaq_core::defs()
+        .chain(jaq_std::defs())
+        .chain(jaq_json::defs());
+    let std_funs = jaq_std::funs::<Data>()
+        .filter(|(name, _, _)| !EXCLUDED_NATIVES.contains(name))
+        .filter(|(name, _, _)| *name != "stderr_empty")
+        .chain([native::run::<Data>((
+            "stderr_empty",
+            native::v(0),
+            capture_stderr as RunPtr<Data>,
+        ))]);
+    let funs = jaq_core::funs::<Data>()
+        .chain(std_funs)
+        .chain(jaq_json::funs::<Data>());
+
+    let arena = Arena::default();
+    let file = File {
+        code: source,
+        path: (),
+    };
+    let modules = Loader::new(defs)
+        .load(&arena, file)
+        .map_err(|errs| MapError::Compile {
+            message: compile_error::load_errors(source, &errs),
+        })?;
+    jaq_core::Compiler::default()
+        .with_funs(funs)
+        .with_global_vars([HEADERS_VAR])
+        .compile(modules)
+        .map_err(|errs| MapError::Compile {
+            message: compile_error::compile_errors(source, &errs),
+        })
 }
 
 /// True if arrays/objects in `json` nest deeper than `limit` (strings are

@@ -606,3 +606,85 @@ fn form_to_json_cases() {
         vec![json!({"amount": "12.50", "ids": ["a", "b"]})]
     );
 }
+
+// ---- lazy compilation -----------------------------------------------------
+
+#[test]
+fn lazy_filter_compiles_on_first_run_once_for_all_clones() {
+    let filter = Filter::lazy(".a | tostring");
+    assert!(!filter.is_compiled());
+    let clone = filter.clone();
+    assert_eq!(
+        clone.run(json!({"a": 1}), &no_headers()).unwrap(),
+        vec![json!("1")]
+    );
+    // the clone shares the compiled filter
+    assert!(filter.is_compiled() && clone.is_compiled());
+    assert_eq!(
+        filter.run_json(br#"{"a": 1.50}"#, &no_headers()).unwrap(),
+        vec![json!("1.50")]
+    );
+    assert!(filter.compile_now().is_ok());
+}
+
+#[test]
+fn identity_needs_no_compiling() {
+    assert!(Filter::identity().is_compiled());
+    assert!(Filter::lazy(" . ").is_compiled());
+    assert!(Filter::lazy(" . ").is_identity());
+}
+
+#[test]
+fn lazy_filter_that_does_not_compile_answers_the_compile_error_on_every_run() {
+    let source = "{amount: .net | nosuchfilter}";
+    let eager = compile_message(source);
+    let filter = Filter::lazy(source);
+    assert_eq!(filter.source(), source);
+    let expected = MapError::Compile { message: eager };
+    assert_eq!(Filter::check(source), Err(expected.clone()));
+    for _ in 0..2 {
+        assert_eq!(
+            filter.run(json!({"net": 1}), &no_headers()),
+            Err(expected.clone())
+        );
+        // the compile error wins over a body that is not JSON either
+        assert_eq!(
+            filter.run_json(b"not json", &no_headers()),
+            Err(expected.clone())
+        );
+        assert_eq!(filter.compile_now(), Err(expected.clone()));
+    }
+    assert!(filter.is_compiled());
+    // a syntax error too
+    assert!(matches!(
+        Filter::lazy("{a: ").run(json!({}), &no_headers()),
+        Err(MapError::Compile { .. })
+    ));
+}
+
+#[test]
+fn lazy_filter_first_run_from_many_threads_compiles_once_and_answers_all() {
+    let filter = Filter::lazy(".a + $headers.x");
+    let headers = BTreeMap::from([("x".to_owned(), "!".to_owned())]);
+    std::thread::scope(|s| {
+        for i in 0..8 {
+            let (filter, headers) = (&filter, &headers);
+            s.spawn(move || {
+                let out = filter.run(json!({"a": format!("t{i}")}), headers).unwrap();
+                assert_eq!(out, vec![json!(format!("t{i}!"))]);
+            });
+        }
+    });
+    let broken = Filter::lazy("nosuchfilter");
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            let broken = &broken;
+            s.spawn(move || {
+                assert!(matches!(
+                    broken.run(json!({}), &BTreeMap::new()),
+                    Err(MapError::Compile { .. })
+                ));
+            });
+        }
+    });
+}

@@ -1,9 +1,23 @@
 //! reqwest (rustls) client for the panel API.
+//!
+//! # Trusted roots
+//!
+//! The panel's certificate is checked against the CA roots compiled into the binary:
+//! Mozilla's root program as shipped by the `webpki-roots` crate (the same set browsers and
+//! `curl` on most distributions trust). They are already parsed, so building the client costs
+//! microseconds; loading the system store (reqwest's default, `rustls-platform-verifier`)
+//! read and parsed every PEM file at each cold start (3.2 ms measured, docs/BENCHMARKS.md).
+//! The set changes when `webpki-roots` is updated (`cargo update -p webpki-roots`, see
+//! docs/DEPLOY.md). A panel behind a private CA is reached with
+//! [`PanelClient::with_extra_roots`].
 
 use super::classify::{classify, parse_payments, parse_success, parse_token};
 use crate::ports::{CreatedPayout, PanelApi, PanelOutcome, Secret};
 use async_trait::async_trait;
+use rustls::pki_types::CertificateDer;
+use rustls::RootCertStore;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Settings of the panel client.
@@ -24,6 +38,37 @@ pub enum PanelConfigError {
     BadUrl(String),
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    #[error("an extra CA root certificate cannot be used: {0}")]
+    BadRoot(String),
+}
+
+/// The roots a panel certificate must chain to: the compiled-in Mozilla roots, plus `extra`
+/// (DER certificates of private CAs).
+pub fn root_store(extra: &[CertificateDer<'static>]) -> Result<RootCertStore, PanelConfigError> {
+    let mut roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for cert in extra {
+        roots
+            .add(cert.clone())
+            .map_err(|e| PanelConfigError::BadRoot(e.to_string()))?;
+    }
+    Ok(roots)
+}
+
+/// The TLS settings of the panel client: TLS 1.2 and 1.3 with aws-lc-rs (reqwest's own
+/// defaults), HTTP/1.1, certificates checked against [`root_store`].
+pub fn tls_config(
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, PanelConfigError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| PanelConfigError::Client(e.to_string()))?
+        .with_root_certificates(root_store(extra_roots)?)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// The panel client. Cheap to clone; keeps a pool of connections.
@@ -34,7 +79,17 @@ pub struct PanelClient {
 }
 
 impl PanelClient {
+    /// A client that trusts the compiled-in CA roots.
     pub fn new(config: &PanelClientConfig) -> Result<Self, PanelConfigError> {
+        Self::with_extra_roots(config, &[])
+    }
+
+    /// A client that also trusts `extra_roots` (DER), e.g. the private CA of a panel that is
+    /// not on the public internet.
+    pub fn with_extra_roots(
+        config: &PanelClientConfig,
+        extra_roots: &[CertificateDer<'static>],
+    ) -> Result<Self, PanelConfigError> {
         let base = config.base_url.trim_end_matches('/').to_string();
         let parsed = reqwest::Url::parse(&base)
             .map_err(|_| PanelConfigError::BadUrl(config.base_url.clone()))?;
@@ -51,6 +106,7 @@ impl PanelClient {
             // A redirect would turn a POST into a GET; a 3xx is reported, not followed.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("payout-bridge/", env!("CARGO_PKG_VERSION")))
+            .tls_backend_preconfigured(tls_config(extra_roots)?)
             .build()
             .map_err(|e| PanelConfigError::Client(e.to_string()))?;
         Ok(PanelClient { http, base })

@@ -104,6 +104,11 @@ pub fn dynamo_stores(
 /// Builds the bridge for `mode` from the settings and the routes file.
 pub async fn bridge(settings: &Settings, mode: Mode) -> Result<Bridge, ConfigError> {
     let routes = routes_file(settings)?;
+    // The function compiles each filter on its route's first delivery (the embedded routes are
+    // checked by a test and `check-config`); a local server refuses a broken file at once.
+    if matches!(mode, Mode::Serve { .. }) {
+        routes.check_filters()?;
+    }
     let local = matches!(mode, Mode::Serve { .. }) || lambda_local_state();
     if mode == Mode::Lambda && !local {
         if settings.table.is_none() {
@@ -123,8 +128,8 @@ pub async fn bridge(settings: &Settings, mode: Mode) -> Result<Bridge, ConfigErr
     }
     // Building the client loads the CA roots: do it on a blocking thread while the routes and
     // AWS clients are set up.
-    let panel_settings = settings.clone();
-    let panel = tokio::task::spawn_blocking(move || ServiceBuilder::panel_client(&panel_settings));
+    // Compiled-in CA roots: building the client takes microseconds (no system store to parse).
+    let panel = ServiceBuilder::panel_client(settings)?;
 
     let queued: Option<String> = routes
         .routes
@@ -193,9 +198,6 @@ pub async fn bridge(settings: &Settings, mode: Mode) -> Result<Bridge, ConfigErr
     if mode.runs_worker() {
         builder = builder.settings_panel_limits();
     }
-    let panel = panel
-        .await
-        .map_err(|e| ConfigError(format!("building the panel client failed: {e}")))??;
     builder.panel(Arc::new(panel)).build().await
 }
 

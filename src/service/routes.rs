@@ -10,8 +10,8 @@ use crate::ports::{NotifyTarget, Secret, SecretSource, StoreError};
 use crate::secrets::{json_key_value, parse_reference, SecretRef};
 use std::collections::HashMap;
 
-/// Resolves each route's secrets, builds its verifier and compiles its filter. Every error
-/// names the route and the field.
+/// Resolves each route's secrets, builds its verifier and its filter (compiled on first use).
+/// Every error names the route and the field.
 pub async fn build_routes(
     file: &RoutesFile,
     secrets: &dyn SecretSource,
@@ -41,10 +41,10 @@ pub async fn build_routes(
                 "route has auth scheme `none`: anyone who can reach it can post payouts"
             );
         }
+        // compiled on the route's first delivery (RoutesFile::check_filters checks ahead)
         let filter = match r.map.as_deref() {
             None => Filter::identity(),
-            Some(src) => Filter::compile(src)
-                .map_err(|e| ConfigError(format!("route `{}`, field map: {e}", r.name)))?,
+            Some(src) => Filter::lazy(src),
         };
         let notify = match &r.notify {
             None => None,
