@@ -81,27 +81,17 @@ async fn start_stub(event: String) -> (String, mpsc::UnboundedReceiver<(String, 
     (addr.to_string(), rx)
 }
 
-#[tokio::test]
-async fn an_api_gateway_event_becomes_a_payout_through_the_lambda_runtime() {
-    let sim = panel_sim(&[]);
-    let root = env!("CARGO_MANIFEST_DIR");
-    let event = std::fs::read_to_string(format!("{root}/events/canonical-create.json")).unwrap();
+/// Runs the function binary once under the stub Runtime API on `event`, with `vars`: answers
+/// the invocation's (request id, response) and the function's stderr.
+async fn invoke_once(event: String, vars: &[(&str, String)]) -> (String, Value, String) {
     let (runtime_api, mut responses) = start_stub(event).await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_payout-bridge"))
         .envs(RUNTIME_ENV.iter().copied())
         .env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
         .env("BRIDGE_LOCAL_STATE", "memory")
-        .env("PANEL_URL", &sim.url)
-        .env("PANEL_PASSWORD", "sim-password")
-        .env("BRIDGE_CONFIG", format!("{root}/events/routes.yaml"))
-        .env("PAYOUTS_KEY", "local-payouts-key")
-        .env("FORM_API_KEY", "form-local-key")
-        .env("CRM_SIGNING_SECRET", "crm-local-secret")
-        .env(
-            "PAYROLL_WEBHOOK_SECRET",
-            "whsec_cGF5b3V0LWJyaWRnZS1sb2NhbC10ZXN0LWtleSEh",
-        )
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
         .env_remove("BRIDGE_TABLE")
+        .env_remove("BRIDGE_QUEUE_URL")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -109,21 +99,40 @@ async fn an_api_gateway_event_becomes_a_payout_through_the_lambda_runtime() {
     let answer = tokio::time::timeout(Duration::from_secs(30), responses.recv()).await;
     let _ = child.kill();
     let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
     let (id, response) = answer
-        .unwrap_or_else(|_| {
-            panic!(
-                "no answer; stderr:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        })
+        .unwrap_or_else(|_| panic!("no answer; stderr:\n{stderr}"))
         .unwrap();
+    (id, response, stderr)
+}
+
+#[tokio::test]
+async fn an_api_gateway_event_becomes_a_payout_through_the_lambda_runtime() {
+    let sim = panel_sim(&[]);
+    let root = env!("CARGO_MANIFEST_DIR");
+    let event = std::fs::read_to_string(format!("{root}/events/canonical-create.json")).unwrap();
+    let (id, response, stderr) = invoke_once(
+        event,
+        &[
+            ("PANEL_URL", sim.url.clone()),
+            ("PANEL_PASSWORD", "sim-password".into()),
+            ("BRIDGE_CONFIG", format!("{root}/events/routes.yaml")),
+            ("PAYOUTS_KEY", "local-payouts-key".into()),
+            ("FORM_API_KEY", "form-local-key".into()),
+            ("CRM_SIGNING_SECRET", "crm-local-secret".into()),
+            (
+                "PAYROLL_WEBHOOK_SECRET",
+                "whsec_cGF5b3V0LWJyaWRnZS1sb2NhbC10ZXN0LWtleSEh".into(),
+            ),
+        ],
+    )
+    .await;
     assert_eq!(id, "req-1");
     assert_eq!(response["statusCode"], 201, "{response}");
     let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
     assert!(body["payments"][0]["id"].is_u64(), "{body}");
     assert_eq!(payouts(&sim_state(&sim).await).len(), 1);
     // Logs are JSON lines carrying the Lambda request id.
-    let stderr = String::from_utf8_lossy(&output.stderr);
     let settled = stderr
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -202,42 +211,55 @@ routes:
     let cmd = PayoutCommand::from_json(Action::Create, &create_body("sqs-1", "3.00")).unwrap();
     let good = QueuedCommand::new("qpay", 0, &ItemKey::external("sqs-1"), &cmd).to_body();
     let event = sqs_event(&[("msg-good", &good), ("msg-bad", "not a queued command")]);
-    let (runtime_api, mut responses) = start_stub(event).await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_payout-bridge"))
-        .envs(RUNTIME_ENV.iter().copied())
-        .env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
-        .env("BRIDGE_LOCAL_STATE", "memory")
-        .env("PANEL_URL", &sim.url)
-        .env("PANEL_PASSWORD", "sim-password")
-        .env("BRIDGE_CONFIG", &routes)
-        .env("PAYOUTS_KEY", "local-payouts-key")
-        .env_remove("BRIDGE_TABLE")
-        .env_remove("BRIDGE_QUEUE_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let answer = tokio::time::timeout(Duration::from_secs(30), responses.recv()).await;
-    let _ = child.kill();
-    let output = child.wait_with_output().unwrap();
-    let (id, response) = answer
-        .unwrap_or_else(|_| {
-            panic!(
-                "no answer; stderr:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        })
-        .unwrap();
+    let (id, response, stderr) = invoke_once(event, &qpay_env(&sim, &routes)).await;
     assert_eq!(id, "req-1");
     // Only the message that could not run is reported, for SQS to bring back.
     assert_eq!(
         response,
         serde_json::json!({"batchItemFailures": [{"itemIdentifier": "msg-bad"}]}),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        "{stderr}"
     );
     let state = sim_state(&sim).await;
     assert_eq!(payouts(&state).len(), 1, "{state}");
+}
+
+fn qpay_env(sim: &Proc, routes: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("PANEL_URL", sim.url.clone()),
+        ("PANEL_PASSWORD", "sim-password".into()),
+        ("BRIDGE_CONFIG", routes.display().to_string()),
+        ("PAYOUTS_KEY", "local-payouts-key".into()),
+    ]
+}
+
+/// SQS delivers at least once: the same queued command can arrive twice, even in one batch
+/// (two message ids, one body). The panel is called once; a copy that met the running one
+/// comes back later and then replays.
+#[tokio::test]
+async fn one_queued_command_delivered_twice_pays_once() {
+    use payout_bridge::domain::delivery::ItemKey;
+    use payout_bridge::domain::queue::QueuedCommand;
+    use payout_bridge::domain::{Action, Command as PayoutCommand};
+    let sim = panel_sim(&[]);
+    let routes = temp_file(
+        "routes.yaml",
+        "routes:\n  - name: qpay\n    action: create\n    mode: queued\n    auth: { scheme: api-key, secrets: [env:PAYOUTS_KEY] }\n",
+    );
+    let cmd = PayoutCommand::from_json(Action::Create, &create_body("sqs-twice", "3.00")).unwrap();
+    let body = QueuedCommand::new("qpay", 0, &ItemKey::external("sqs-twice"), &cmd).to_body();
+    let event = sqs_event(&[("msg-a", &body), ("msg-b", &body)]);
+    let (_, response, stderr) = invoke_once(event, &qpay_env(&sim, &routes)).await;
+    let failures: Vec<&str> = response["batchItemFailures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{response} {stderr}"))
+        .iter()
+        .filter_map(|f| f["itemIdentifier"].as_str())
+        .collect();
+    // At most one copy is sent back (the one that met the other in progress), never both.
+    assert!(failures.len() <= 1, "{response}");
+    let state = sim_state(&sim).await;
+    assert_eq!(payouts(&state).len(), 1, "{state}");
+    assert_eq!(counter(&state, "create"), 1, "{state}");
 }
 
 #[test]
