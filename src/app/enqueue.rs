@@ -16,16 +16,13 @@ use super::bridge::{Bridge, Route};
 use super::execute::{failed_state, state_unavailable};
 use super::intake::short;
 use super::Reply;
-use crate::domain::delivery::{decide, record_expiry, DeliveryRecord, Incoming, ItemKey};
+use crate::domain::delivery::{decide, DeliveryRecord, Incoming, ItemKey};
 use crate::domain::queue::{accept, Accept, QueuedCommand, QUEUED_TTL_SECS};
 use crate::domain::Command;
 use crate::error::{BridgeError, ErrorKind};
 use crate::ports::{Begin, DeliveryState, RecordId, Transition};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
-
-static MARKERS: AtomicU64 = AtomicU64::new(0);
 
 /// What became of one command at accept time.
 enum Accepted {
@@ -162,27 +159,17 @@ impl Bridge {
         cmd: Command,
     ) -> Result<Accepted, BridgeError> {
         let now = self.clock.now();
-        let fingerprint = cmd.fingerprint();
-        let record = DeliveryRecord {
-            route: route.name.clone(),
-            key: key.as_str().to_string(),
-            fingerprint: fingerprint.clone(),
-            state: DeliveryState::Queued {
+        let record = DeliveryRecord::new(
+            &route.name,
+            &key,
+            &cmd,
+            DeliveryState::Queued {
                 deadline: now + QUEUED_TTL_SECS,
             },
-            attempt: format!(
-                "queued-{:x}-{:x}-{:x}",
-                std::process::id(),
-                chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
-                MARKERS.fetch_add(1, Ordering::Relaxed)
-            ),
-            action: cmd.action(),
-            external_id: cmd.external_id().map(str::to_string),
-            payout_id: None,
-            created_at: now,
-            updated_at: now,
-            expires_at: record_expiry(&cmd, now, self.limits.retention_secs),
-        };
+            format!("queued-{}", super::execute::new_attempt_id()),
+            now,
+            self.limits.retention_secs,
+        );
         let begun = match self.deliveries.begin(&record, now).await {
             Ok(begun) => begun,
             Err(e) => {
@@ -200,7 +187,7 @@ impl Bridge {
         };
         let incoming = Incoming {
             route: &route.name,
-            fingerprint: &fingerprint,
+            fingerprint: &record.fingerprint,
             action: cmd.action(),
         };
         Ok(match accept(decide(Some(&existing), &incoming, now)) {

@@ -7,7 +7,7 @@ use super::bridge::{Bridge, Route};
 use super::intake::short;
 use super::panel_calls::Called;
 use crate::domain::delivery::{
-    self, decide, plan_cancel, record_expiry, settle, Decision, Incoming, ItemKey, Settlement,
+    self, decide, plan_cancel, settle, Decision, Incoming, ItemKey, Settlement,
 };
 use crate::domain::{CancelPayouts, Command, CreatePayout};
 use crate::error::{BridgeError, ErrorKind};
@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 static ATTEMPTS: AtomicU64 = AtomicU64::new(0);
 
-fn new_attempt_id() -> String {
+pub(crate) fn new_attempt_id() -> String {
     format!(
         "{:x}-{:x}-{:x}",
         std::process::id(),
@@ -122,27 +122,22 @@ impl Bridge {
         cmd: Command,
     ) -> Result<Success, BridgeError> {
         let now = self.clock.now();
-        let fingerprint = cmd.fingerprint();
         let attempt = new_attempt_id();
         let id = RecordId {
             route: &route.name,
             key: key.as_str(),
         };
-        let record = DeliveryRecord {
-            route: route.name.clone(),
-            key: key.as_str().to_string(),
-            fingerprint: fingerprint.clone(),
-            state: DeliveryState::InProgress {
+        let record = DeliveryRecord::new(
+            &route.name,
+            key,
+            &cmd,
+            DeliveryState::InProgress {
                 deadline: now + self.limits.in_progress_timeout_secs,
             },
-            attempt: attempt.clone(),
-            action: cmd.action(),
-            external_id: cmd.external_id().map(str::to_string),
-            payout_id: None,
-            created_at: now,
-            updated_at: now,
-            expires_at: record_expiry(&cmd, now, self.limits.retention_secs),
-        };
+            attempt.clone(),
+            now,
+            self.limits.retention_secs,
+        );
         let begun = match self.deliveries.begin(&record, now).await {
             Ok(begun) => begun,
             Err(e) => {
@@ -162,7 +157,7 @@ impl Bridge {
         if let Begin::Existing(existing) = begun {
             let incoming = Incoming {
                 route: &route.name,
-                fingerprint: &fingerprint,
+                fingerprint: &record.fingerprint,
                 action: cmd.action(),
             };
             let decision = decide(Some(&existing), &incoming, now);

@@ -143,6 +143,32 @@ pub struct DeliveryRecord {
 }
 
 impl DeliveryRecord {
+    /// A new record of `cmd` under `key`, in `state` (IN_PROGRESS or QUEUED), written by
+    /// `attempt` at `now`; it expires as [`record_expiry`] says once settled.
+    pub fn new(
+        route: &str,
+        key: &ItemKey,
+        cmd: &Command,
+        state: DeliveryState,
+        attempt: String,
+        now: i64,
+        retention_secs: i64,
+    ) -> Self {
+        DeliveryRecord {
+            route: route.to_string(),
+            key: key.as_str().to_string(),
+            fingerprint: cmd.fingerprint(),
+            state,
+            attempt,
+            action: cmd.action(),
+            external_id: cmd.external_id().map(str::to_string),
+            payout_id: None,
+            created_at: now,
+            updated_at: now,
+            expires_at: record_expiry(cmd, now, retention_secs),
+        }
+    }
+
     /// Whether the record still counts: unsettled ones always, settled ones until `expires_at`.
     pub fn is_live(&self, now: i64) -> bool {
         !self.state.is_settled() || self.expires_at > now
