@@ -399,7 +399,7 @@ fn json_logs() -> tracing::Dispatch {
     // What the Lambda function installs (telemetry::init_logs(true)), writing to a sink.
     tracing::Dispatch::new(
         tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_max_level(tracing::Level::INFO)
             .with_writer(std::io::sink)
             .json()
             .flatten_event(true)
@@ -414,7 +414,7 @@ fn text_logs() -> tracing::Dispatch {
     // What `serve` installs by default (text), writing to a sink.
     tracing::Dispatch::new(
         tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_max_level(tracing::Level::INFO)
             .with_writer(std::io::sink)
             .with_target(false)
             .finish(),

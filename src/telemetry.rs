@@ -115,15 +115,35 @@ pub fn library_log_ceilings() -> Targets {
         .with_targets(LIBRARY_LOG_CEILINGS.iter().copied())
 }
 
+/// The level filter of `RUST_LOG`: comma-separated `level` and `target=level` directives, as
+/// in `info`, `warn,payout_bridge=debug` or `off` (tracing-subscriber's [`Targets`] syntax: a
+/// target matches by prefix, the most specific directive wins). Unset or empty means `info`;
+/// anything else that does not parse (span or field filters, a misspelt level) also means
+/// `info`, and the error comes back so that the caller can say so once logging is up.
+pub fn log_filter(rust_log: Option<&str>) -> (Targets, Option<String>) {
+    let default = || Targets::new().with_default(LevelFilter::INFO);
+    match rust_log.map(str::trim).filter(|v| !v.is_empty()) {
+        None => (default(), None),
+        Some(spec) => match spec.parse::<Targets>() {
+            Ok(targets) => (targets, None),
+            Err(e) => (default(), Some(e.to_string())),
+        },
+    }
+}
+
 /// Installs the tracing subscriber: JSON lines in Lambda (or with `json = true`), readable
-/// text otherwise; the level from `RUST_LOG` (default `info`), under the libraries' ceilings
-/// ([`LIBRARY_LOG_CEILINGS`]). The ceilings are a second filter that every event must also
-/// pass, so no `RUST_LOG` (`trace`, `aws_smithy_runtime=trace`, a span filter) lifts them.
+/// text otherwise; the level from `RUST_LOG` ([`log_filter`], default `info`), under the
+/// libraries' ceilings ([`LIBRARY_LOG_CEILINGS`]). The ceilings are a second filter that every
+/// event must also pass, so no `RUST_LOG` (`trace`, `aws_smithy_runtime=trace`) lifts them.
+///
+/// (A [`Targets`] filter rather than `EnvFilter`: the same `target=level` directives without
+/// span and field matching, and without the regex engine that `EnvFilter` brings into the
+/// Lambda binary, about 0.3 MB; docs/BENCHMARKS.md, "Binary size".)
 pub fn init_logs(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let (filter, not_understood) = log_filter(rust_log.as_deref());
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(LevelFilter::TRACE)
         .with_writer(std::io::stderr);
     let result = if json {
         builder
@@ -136,16 +156,22 @@ pub fn init_logs(json: bool) {
             .with_ansi(false)
             .finish()
             .with(library_log_ceilings())
+            .with(filter)
             .try_init()
     } else {
         builder
             .with_target(false)
             .finish()
             .with(library_log_ceilings())
+            .with(filter)
             .try_init()
     };
     // Already installed (tests): keep the first one.
-    let _ = result;
+    if result.is_ok() {
+        if let Some(error) = not_understood {
+            tracing::warn!(%error, "RUST_LOG not understood (expected e.g. `warn,payout_bridge=debug`); logging at info");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -186,6 +212,43 @@ mod tests {
         // The bridge's own logs are not capped: RUST_LOG decides.
         for target in ["payout_bridge::app::deliver", "panel_sim", "payout_bridge"] {
             assert!(caps.would_enable(target, &Level::TRACE), "{target}");
+        }
+    }
+
+    #[test]
+    fn rust_log_directives_set_the_level_and_a_bad_one_means_info() {
+        let on = |spec: Option<&str>, target: &str, level: Level| {
+            let (filter, _) = log_filter(spec);
+            filter.would_enable(target, &level)
+        };
+        // unset, empty: info
+        for spec in [None, Some(""), Some("  ")] {
+            assert!(on(spec, "payout_bridge::app", Level::INFO));
+            assert!(!on(spec, "payout_bridge::app", Level::DEBUG));
+        }
+        // a level alone
+        assert!(on(Some("warn"), "payout_bridge", Level::WARN));
+        assert!(!on(Some("warn"), "payout_bridge", Level::INFO));
+        assert!(on(Some("trace"), "payout_bridge::store", Level::TRACE));
+        assert!(!on(Some("off"), "payout_bridge", Level::ERROR));
+        // per target, by prefix; the default for the rest
+        let spec = Some("warn,payout_bridge::app=debug");
+        assert!(on(spec, "payout_bridge::app::bridge", Level::DEBUG));
+        assert!(!on(spec, "payout_bridge::store", Level::INFO));
+        assert!(on(spec, "payout_bridge::store", Level::WARN));
+        // not understood: info, and the error is returned to be reported
+        for bad in [
+            "payout_bridge=loud",
+            "payout_bridge[span{id=1}]=debug",
+            "a=b=c",
+        ] {
+            let (filter, error) = log_filter(Some(bad));
+            assert!(error.is_some(), "{bad}");
+            assert!(filter.would_enable("payout_bridge", &Level::INFO), "{bad}");
+            assert!(
+                !filter.would_enable("payout_bridge", &Level::DEBUG),
+                "{bad}"
+            );
         }
     }
 

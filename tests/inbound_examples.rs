@@ -693,7 +693,7 @@ async fn a_captured_standard_webhooks_request_with_a_fresh_idempotency_key_is_no
 
 #[tokio::test]
 async fn a_captured_hmac_request_with_a_fresh_idempotency_key_is_not_paid_again() {
-    use hmac::{Hmac, Mac};
+    use hmac::{Hmac, KeyInit, Mac};
     let sim = panel_sim(&[]);
     let b = start_bridge_full(
         panel_client(&sim.url),

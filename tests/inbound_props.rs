@@ -25,7 +25,7 @@ use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Request};
 use base64::Engine as _;
 use common::{now, settings, MapSecrets};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use payout_bridge::ports::{CreatedPayout, PanelApi, PanelOutcome, Secret};
 use payout_bridge::service::ServiceBuilder;
 use proptest::prelude::*;

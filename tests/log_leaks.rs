@@ -9,7 +9,7 @@ mod common;
 
 use base64::Engine as _;
 use common::*;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use payout_bridge::telemetry::LIBRARY_LOG_CEILINGS;
 use serde_json::{json, Value};
 use std::process::Command;

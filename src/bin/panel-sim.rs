@@ -11,7 +11,8 @@ use anyhow::Context as _;
 use clap::Parser;
 use payout_bridge::sim::{self, SimConfig};
 use rust_decimal::Decimal;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Payout panel simulator (strict, in-memory, with fault injection under /sim/).
 #[derive(Debug, Parser)]
@@ -57,9 +58,9 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
+        .finish()
+        .with(payout_bridge::telemetry::log_filter(std::env::var("RUST_LOG").ok().as_deref()).0)
         .init();
 
     let cli = Cli::parse();

@@ -6,7 +6,7 @@
 use crate::ports::{Notifier, NotifyTarget, Secret};
 use async_trait::async_trait;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! HMAC-SHA256, keyed with the secret's UTF-8 bytes, of `signed_content`
 //! filled in from the request.
 
-use ::hmac::{Hmac, Mac};
+use ::hmac::{Hmac, KeyInit, Mac};
 use base64::Engine as _;
 use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};

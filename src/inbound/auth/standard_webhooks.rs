@@ -10,7 +10,7 @@
 //! `svix-id`, `svix-timestamp`, `svix-signature`; those are used when none of
 //! the `webhook-*` headers is present.
 
-use ::hmac::{Hmac, Mac};
+use ::hmac::{Hmac, KeyInit, Mac};
 use base64::Engine as _;
 use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
