@@ -970,7 +970,7 @@ fn the_queue_and_the_worker_are_wired_as_documented() {
     for (k, _) in vars {
         let name = k.as_str().unwrap();
         assert!(
-            name == "RUST_LOG" || all_src.contains(&format!("\"{name}\"")),
+            all_src.contains(&format!("\"{name}\"")),
             "the worker sets {name}, which nothing in src/ reads"
         );
     }
@@ -1366,16 +1366,13 @@ fn environment_matches_the_code() {
         .and_then(Value::as_mapping)
         .expect("Environment.Variables");
     // Every variable the template sets is read somewhere in src/ (a renamed variable would be
-    // silently ignored). RUST_LOG is read by tracing's EnvFilter.
+    // silently ignored); RUST_LOG too (src/telemetry.rs).
     let all_src: String = rust_files(&root().join("src"))
         .iter()
         .map(|f| read(f))
         .collect();
     for (k, _) in vars {
         let name = k.as_str().unwrap();
-        if name == "RUST_LOG" {
-            continue;
-        }
         assert!(
             all_src.contains(&format!("\"{name}\"")),
             "template sets {name}, which nothing in src/ reads"
