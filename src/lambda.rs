@@ -16,6 +16,7 @@ use lambda_http::{lambda_runtime, service_fn, LambdaEvent, Service};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Only what tells the two shapes apart.
 #[derive(Deserialize)]
@@ -62,7 +63,7 @@ pub fn sqs_messages(event: SqsEvent) -> Vec<QueueMessage> {
 pub async fn handle_sqs(
     worker: &Worker,
     event: SqsEvent,
-    deadline: Option<std::time::Instant>,
+    deadline: Option<Instant>,
 ) -> SqsBatchResponse {
     let failed = worker.handle_batch(sqs_messages(event), deadline).await;
     let mut response = SqsBatchResponse::default();
@@ -70,12 +71,26 @@ pub async fn handle_sqs(
     response
 }
 
-/// The invocation's deadline as an `Instant`.
-fn deadline_of(context: &lambda_http::Context) -> Option<std::time::Instant> {
-    let deadline_ms = i64::try_from(context.deadline).ok()?;
-    let left = u64::try_from(deadline_ms.saturating_sub(chrono::Utc::now().timestamp_millis()))
-        .unwrap_or(0);
-    Some(std::time::Instant::now() + std::time::Duration::from_millis(left))
+/// The invocation's deadline as an `Instant`, from the Runtime API's `Lambda-Runtime-Deadline-Ms`
+/// (Unix epoch milliseconds); used by the HTTP router (a batch's time budget) and the worker.
+/// `None` when the runtime gave no usable deadline, as under `serve`: `cargo lambda watch` sends
+/// a fixed `600000`, which read as a time is 1970, long past, and would start no batch item.
+pub fn invocation_deadline(context: &lambda_http::Context) -> Option<Instant> {
+    let left = time_left(context.deadline, chrono::Utc::now().timestamp_millis())?;
+    Some(Instant::now() + left)
+}
+
+/// Epoch milliseconds below this (2001-09-09) are not a deadline Lambda would send.
+const EARLIEST_DEADLINE_MS: u64 = 1_000_000_000_000;
+
+/// The time from `now_ms` to `deadline_ms` (zero once it has passed); `None` when `deadline_ms`
+/// is not an epoch time.
+fn time_left(deadline_ms: u64, now_ms: i64) -> Option<Duration> {
+    if deadline_ms < EARLIEST_DEADLINE_MS {
+        return None;
+    }
+    let now_ms = u64::try_from(now_ms).unwrap_or(0);
+    Some(Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
 }
 
 /// Runs the function until the runtime stops it. `worker` is the queue worker (present when the
@@ -97,7 +112,7 @@ pub async fn run(
                     ));
                 };
                 let sqs: SqsEvent = serde_json::from_str(payload.get())?;
-                let response = handle_sqs(&worker, sqs, deadline_of(&context)).await;
+                let response = handle_sqs(&worker, sqs, invocation_deadline(&context)).await;
                 return Ok(serde_json::to_value(response)?);
             }
             let request: LambdaRequest = serde_json::from_str(payload.get())?;
@@ -106,4 +121,31 @@ pub async fn run(
         }
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW_MS: i64 = 1_796_000_000_000; // 2026-12-01
+
+    #[test]
+    fn a_deadline_ahead_leaves_the_time_until_it() {
+        assert_eq!(
+            time_left(NOW_MS as u64 + 30_000, NOW_MS),
+            Some(Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn a_deadline_already_passed_leaves_nothing() {
+        assert_eq!(time_left(NOW_MS as u64 - 1, NOW_MS), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn cargo_lambda_watchs_fixed_deadline_is_no_deadline() {
+        // cargo-lambda's runtime sends `lambda-runtime-deadline-ms: 600000`.
+        assert_eq!(time_left(600_000, NOW_MS), None);
+        assert_eq!(time_left(0, NOW_MS), None);
+    }
 }

@@ -26,6 +26,8 @@ const RUNTIME_ENV: &[(&str, &str)] = &[
 #[derive(Clone)]
 struct Stub {
     events: Arc<Mutex<Vec<String>>>,
+    /// The `lambda-runtime-deadline-ms` header; `None`: 30 s from now, as Lambda would send.
+    deadline: Option<String>,
     responses: mpsc::UnboundedSender<(String, Value)>,
 }
 
@@ -35,11 +37,11 @@ async fn next(State(stub): State<Stub>) -> (HeaderMap, String) {
         Some(event) => {
             let mut h = HeaderMap::new();
             h.insert("lambda-runtime-aws-request-id", "req-1".parse().unwrap());
-            let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
-            h.insert(
-                "lambda-runtime-deadline-ms",
-                deadline.to_string().parse().unwrap(),
-            );
+            let deadline = stub
+                .deadline
+                .clone()
+                .unwrap_or_else(|| (chrono::Utc::now().timestamp_millis() + 30_000).to_string());
+            h.insert("lambda-runtime-deadline-ms", deadline.parse().unwrap());
             h.insert(
                 "lambda-runtime-invoked-function-arn",
                 "arn:aws:lambda:us-east-1:123456789012:function:payout-bridge"
@@ -59,10 +61,14 @@ async fn respond(State(stub): State<Stub>, Path(id): Path<String>, body: String)
     "{}"
 }
 
-async fn start_stub(event: String) -> (String, mpsc::UnboundedReceiver<(String, Value)>) {
+async fn start_stub(
+    event: String,
+    deadline: Option<String>,
+) -> (String, mpsc::UnboundedReceiver<(String, Value)>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let stub = Stub {
         events: Arc::new(Mutex::new(vec![event])),
+        deadline,
         responses: tx,
     };
     let app = Router::new()
@@ -84,7 +90,16 @@ async fn start_stub(event: String) -> (String, mpsc::UnboundedReceiver<(String, 
 /// Runs the function binary once under the stub Runtime API on `event`, with `vars`: answers
 /// the invocation's (request id, response) and the function's stderr.
 async fn invoke_once(event: String, vars: &[(&str, String)]) -> (String, Value, String) {
-    let (runtime_api, mut responses) = start_stub(event).await;
+    invoke_with_deadline(event, vars, None).await
+}
+
+/// [`invoke_once`] with the Runtime API's `lambda-runtime-deadline-ms` header set to `deadline`.
+async fn invoke_with_deadline(
+    event: String,
+    vars: &[(&str, String)],
+    deadline: Option<String>,
+) -> (String, Value, String) {
+    let (runtime_api, mut responses) = start_stub(event, deadline).await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_payout-bridge"))
         .envs(RUNTIME_ENV.iter().copied())
         .env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
@@ -285,4 +300,79 @@ fn a_queued_route_without_a_queue_stops_the_init_with_a_clear_message() {
         err.contains("BRIDGE_QUEUE_URL is not set") && err.contains("qpay"),
         "{err}"
     );
+}
+
+/// An API Gateway v2 event (the shape of `events/canonical-create.json`) posting `body` with
+/// the local payouts key to `/hooks/{route}`.
+fn http_event(route: &str, body: &Value) -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let text = std::fs::read_to_string(format!("{root}/events/canonical-create.json")).unwrap();
+    let mut event: Value = serde_json::from_str(&text).unwrap();
+    let path = format!("/hooks/{route}");
+    event["rawPath"] = path.clone().into();
+    event["pathParameters"]["name"] = route.into();
+    event["requestContext"]["http"]["path"] = path.into();
+    event["body"] = body.to_string().into();
+    event.to_string()
+}
+
+/// A route whose body `{"items":[…]}` is a batch of canonical creates.
+fn batch_env(sim: &Proc) -> Vec<(&'static str, String)> {
+    let routes = temp_file(
+        "routes.yaml",
+        "routes:\n  - name: batch\n    action: create\n    map: '.items[]'\n    auth: { scheme: api-key, secrets: [env:PAYOUTS_KEY] }\n",
+    );
+    qpay_env(sim, &routes)
+}
+
+/// `cargo lambda watch` sends `lambda-runtime-deadline-ms: 600000`, not a time: read as one it is
+/// long past, and a local pay run would start none of its payouts. It means "no deadline".
+#[tokio::test]
+async fn a_batch_under_cargo_lambda_watchs_fixed_deadline_is_sent() {
+    let sim = panel_sim(&[]);
+    let id = unique();
+    let body = serde_json::json!({"items": [
+        create_body(&format!("{id}-a"), "1.00"),
+        create_body(&format!("{id}-b"), "2.00"),
+    ]});
+    let (_, response, stderr) = invoke_with_deadline(
+        http_event("batch", &body),
+        &batch_env(&sim),
+        Some("600000".into()),
+    )
+    .await;
+    assert_eq!(response["statusCode"], 200, "{response} {stderr}");
+    let state = sim_state(&sim).await;
+    assert_eq!(payouts(&state).len(), 2, "{state}");
+}
+
+/// Under Lambda, an invocation with less than the panel timeout plus a second left starts no
+/// batch item: nothing is sent, every item answers 503 to be retried.
+#[tokio::test]
+async fn a_batch_without_time_for_a_panel_call_sends_nothing() {
+    let sim = panel_sim(&[]);
+    let id = unique();
+    let body = serde_json::json!({"items": [
+        create_body(&format!("{id}-a"), "1.00"),
+        create_body(&format!("{id}-b"), "2.00"),
+    ]});
+    // 5 s left; the panel timeout is 10 s.
+    let deadline = chrono::Utc::now().timestamp_millis() + 5_000;
+    let (_, response, stderr) = invoke_with_deadline(
+        http_event("batch", &body),
+        &batch_env(&sim),
+        Some(deadline.to_string()),
+    )
+    .await;
+    assert_eq!(response["statusCode"], 503, "{response} {stderr}");
+    assert!(response["headers"]["retry-after"].is_string(), "{response}");
+    let answer: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{answer}");
+    for item in results {
+        assert_eq!(item["status"], 503, "{answer}");
+        assert_eq!(item["error"]["type"], "PANEL_UNAVAILABLE", "{answer}");
+    }
+    let state = sim_state(&sim).await;
+    assert_eq!(payouts(&state).len(), 0, "{state}");
 }

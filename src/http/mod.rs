@@ -88,20 +88,14 @@ async fn hook(
             uri: &uri,
             headers: &headers,
             body: &bytes,
-            deadline: lambda_deadline(&parts.extensions),
+            // Under Lambda, lambda_http puts the invocation's context in the extensions.
+            deadline: parts
+                .extensions
+                .get::<lambda_http::Context>()
+                .and_then(crate::lambda::invocation_deadline),
         })
         .await;
     into_response(reply)
-}
-
-/// The invocation's deadline under Lambda (lambda_http puts the invocation's context in the
-/// request's extensions); `None` under `serve`.
-fn lambda_deadline(extensions: &axum::http::Extensions) -> Option<std::time::Instant> {
-    let context = extensions.get::<lambda_http::Context>()?;
-    let deadline_ms = i64::try_from(context.deadline).ok()?;
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let left = u64::try_from(deadline_ms.saturating_sub(now_ms)).unwrap_or(0);
-    Some(std::time::Instant::now() + std::time::Duration::from_millis(left))
 }
 
 fn too_large(limit: usize) -> BridgeError {
