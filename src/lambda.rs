@@ -16,7 +16,7 @@ use lambda_http::{lambda_runtime, service_fn, LambdaEvent, Service};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Only what tells the two shapes apart.
 #[derive(Deserialize)]
@@ -76,21 +76,20 @@ pub async fn handle_sqs(
 /// `None` when the runtime gave no usable deadline, as under `serve`: `cargo lambda watch` sends
 /// a fixed `600000`, which read as a time is 1970, long past, and would start no batch item.
 pub fn invocation_deadline(context: &lambda_http::Context) -> Option<Instant> {
-    let left = time_left(context.deadline, chrono::Utc::now().timestamp_millis())?;
+    let left = time_left(context.deadline(), SystemTime::now())?;
     Some(Instant::now() + left)
 }
 
-/// Epoch milliseconds below this (2001-09-09) are not a deadline Lambda would send.
-const EARLIEST_DEADLINE_MS: u64 = 1_000_000_000_000;
+/// Deadlines before this (2001-09-09) are not one Lambda would send.
+const EARLIEST_DEADLINE: Duration = Duration::from_secs(1_000_000_000);
 
-/// The time from `now_ms` to `deadline_ms` (zero once it has passed); `None` when `deadline_ms`
-/// is not an epoch time.
-fn time_left(deadline_ms: u64, now_ms: i64) -> Option<Duration> {
-    if deadline_ms < EARLIEST_DEADLINE_MS {
+/// The time from `now` to `deadline` (zero once it has passed); `None` when `deadline` is not
+/// a real time.
+fn time_left(deadline: SystemTime, now: SystemTime) -> Option<Duration> {
+    if deadline < UNIX_EPOCH + EARLIEST_DEADLINE {
         return None;
     }
-    let now_ms = u64::try_from(now_ms).unwrap_or(0);
-    Some(Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
+    Some(deadline.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// Runs the function until the runtime stops it. `worker` is the queue worker (present when the
@@ -127,25 +126,36 @@ pub async fn run(
 mod tests {
     use super::*;
 
-    const NOW_MS: i64 = 1_796_000_000_000; // 2026-12-01
+    /// 2026-12-01.
+    fn now() -> SystemTime {
+        at(1_796_000_000_000)
+    }
+
+    /// `ms` milliseconds after the epoch, as the Runtime API's header says it.
+    fn at(ms: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(ms)
+    }
 
     #[test]
     fn a_deadline_ahead_leaves_the_time_until_it() {
         assert_eq!(
-            time_left(NOW_MS as u64 + 30_000, NOW_MS),
+            time_left(now() + Duration::from_secs(30), now()),
             Some(Duration::from_secs(30))
         );
     }
 
     #[test]
     fn a_deadline_already_passed_leaves_nothing() {
-        assert_eq!(time_left(NOW_MS as u64 - 1, NOW_MS), Some(Duration::ZERO));
+        assert_eq!(
+            time_left(now() - Duration::from_millis(1), now()),
+            Some(Duration::ZERO)
+        );
     }
 
     #[test]
     fn cargo_lambda_watchs_fixed_deadline_is_no_deadline() {
         // cargo-lambda's runtime sends `lambda-runtime-deadline-ms: 600000`.
-        assert_eq!(time_left(600_000, NOW_MS), None);
-        assert_eq!(time_left(0, NOW_MS), None);
+        assert_eq!(time_left(at(600_000), now()), None);
+        assert_eq!(time_left(at(0), now()), None);
     }
 }
