@@ -226,7 +226,7 @@ routes:
     let cmd = PayoutCommand::from_json(Action::Create, &create_body("sqs-1", "3.00")).unwrap();
     let good = QueuedCommand::new("qpay", 0, &ItemKey::external("sqs-1"), &cmd).to_body();
     let event = sqs_event(&[("msg-good", &good), ("msg-bad", "not a queued command")]);
-    let (id, response, stderr) = invoke_once(event, &qpay_env(&sim, &routes)).await;
+    let (id, response, stderr) = invoke_once(event, &local_env(&sim, &routes)).await;
     assert_eq!(id, "req-1");
     // Only the message that could not run is reported, for SQS to bring back.
     assert_eq!(
@@ -238,7 +238,8 @@ routes:
     assert_eq!(payouts(&state).len(), 1, "{state}");
 }
 
-fn qpay_env(sim: &Proc, routes: &std::path::Path) -> Vec<(&'static str, String)> {
+/// The variables of a function on `sim` with the routes file `routes` and the local payouts key.
+fn local_env(sim: &Proc, routes: &std::path::Path) -> Vec<(&'static str, String)> {
     vec![
         ("PANEL_URL", sim.url.clone()),
         ("PANEL_PASSWORD", "sim-password".into()),
@@ -263,7 +264,7 @@ async fn one_queued_command_delivered_twice_pays_once() {
     let cmd = PayoutCommand::from_json(Action::Create, &create_body("sqs-twice", "3.00")).unwrap();
     let body = QueuedCommand::new("qpay", 0, &ItemKey::external("sqs-twice"), &cmd).to_body();
     let event = sqs_event(&[("msg-a", &body), ("msg-b", &body)]);
-    let (_, response, stderr) = invoke_once(event, &qpay_env(&sim, &routes)).await;
+    let (_, response, stderr) = invoke_once(event, &local_env(&sim, &routes)).await;
     let failures: Vec<&str> = response["batchItemFailures"]
         .as_array()
         .unwrap_or_else(|| panic!("{response} {stderr}"))
@@ -316,20 +317,14 @@ fn http_event(route: &str, body: &Value) -> String {
     event.to_string()
 }
 
-/// A route whose body `{"items":[…]}` is a batch of canonical creates.
-fn batch_env(sim: &Proc) -> Vec<(&'static str, String)> {
+/// Posts a batch of two fresh creates through the function, with the Runtime API's
+/// `lambda-runtime-deadline-ms` set to `deadline`, on a route whose body `{"items":[…]}` is a
+/// batch of canonical creates: the function's response and stderr.
+async fn invoke_two_item_batch(sim: &Proc, deadline: String) -> (Value, String) {
     let routes = temp_file(
         "routes.yaml",
         "routes:\n  - name: batch\n    action: create\n    map: '.items[]'\n    auth: { scheme: api-key, secrets: [env:PAYOUTS_KEY] }\n",
     );
-    qpay_env(sim, &routes)
-}
-
-/// `cargo lambda watch` sends `lambda-runtime-deadline-ms: 600000`, not a time: read as one it is
-/// long past, and a local pay run would start none of its payouts. It means "no deadline".
-#[tokio::test]
-async fn a_batch_under_cargo_lambda_watchs_fixed_deadline_is_sent() {
-    let sim = panel_sim(&[]);
     let id = unique();
     let body = serde_json::json!({"items": [
         create_body(&format!("{id}-a"), "1.00"),
@@ -337,10 +332,19 @@ async fn a_batch_under_cargo_lambda_watchs_fixed_deadline_is_sent() {
     ]});
     let (_, response, stderr) = invoke_with_deadline(
         http_event("batch", &body),
-        &batch_env(&sim),
-        Some("600000".into()),
+        &local_env(sim, &routes),
+        Some(deadline),
     )
     .await;
+    (response, stderr)
+}
+
+/// `cargo lambda watch` sends `lambda-runtime-deadline-ms: 600000`, not a time: read as one it is
+/// long past, and a local pay run would start none of its payouts. It means "no deadline".
+#[tokio::test]
+async fn a_batch_under_cargo_lambda_watchs_fixed_deadline_is_sent() {
+    let sim = panel_sim(&[]);
+    let (response, stderr) = invoke_two_item_batch(&sim, "600000".into()).await;
     assert_eq!(response["statusCode"], 200, "{response} {stderr}");
     let state = sim_state(&sim).await;
     assert_eq!(payouts(&state).len(), 2, "{state}");
@@ -351,19 +355,9 @@ async fn a_batch_under_cargo_lambda_watchs_fixed_deadline_is_sent() {
 #[tokio::test]
 async fn a_batch_without_time_for_a_panel_call_sends_nothing() {
     let sim = panel_sim(&[]);
-    let id = unique();
-    let body = serde_json::json!({"items": [
-        create_body(&format!("{id}-a"), "1.00"),
-        create_body(&format!("{id}-b"), "2.00"),
-    ]});
     // 5 s left; the panel timeout is 10 s.
     let deadline = chrono::Utc::now().timestamp_millis() + 5_000;
-    let (_, response, stderr) = invoke_with_deadline(
-        http_event("batch", &body),
-        &batch_env(&sim),
-        Some(deadline.to_string()),
-    )
-    .await;
+    let (response, stderr) = invoke_two_item_batch(&sim, deadline.to_string()).await;
     assert_eq!(response["statusCode"], 503, "{response} {stderr}");
     assert!(response["headers"]["retry-after"].is_string(), "{response}");
     let answer: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
